@@ -1,0 +1,266 @@
+"""Sensitivity results: arrays plus metadata, derived maps, and ``.npz`` storage — numpy only.
+
+Sign convention: **support > 0** means covering the area lowers the class score (the area
+supports the class); support < 0 means covering it raises the score (the area inhibits it).
+With ``score_kind="probability"`` support is a difference of probabilities (−1..1; ×100 for
+percentage points); with ``"log-odds"`` a difference of ``log(p / (1 − p))``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .errors import ParameterError, SensmapError
+from .windows import WindowGrid, window_grids
+
+SCORE_KINDS: tuple[str, ...] = ("probability", "log-odds")
+LOG_ODDS_EPSILON = 1e-7
+FORMAT_VERSION = 1
+
+
+def validate_score_kind(kind: str) -> str:
+    """Check a score kind (``probability`` or ``log-odds``; ``logodds``/``log_odds`` accepted)."""
+    key = str(kind).strip().lower().replace("_", "-")
+    if key == "logodds":
+        key = "log-odds"
+    if key not in SCORE_KINDS:
+        raise ParameterError(
+            f"unknown score {kind!r}: use 'probability' (default) or 'log-odds' for saturated networks"
+        )
+    return key
+
+
+def class_scores(probabilities: np.ndarray, class_index: int, kind: str = "probability") -> np.ndarray:
+    """Score of one class from probabilities ``(..., classes)``: the probability or its log-odds."""
+    p = np.asarray(probabilities, dtype=np.float64)[..., class_index]
+    if validate_score_kind(kind) == "probability":
+        return p
+    p = np.clip(p, LOG_ODDS_EPSILON, 1 - LOG_ODDS_EPSILON)
+    return np.log(p) - np.log1p(-p)
+
+
+def support_maps(window_support: np.ndarray, grids: Sequence[WindowGrid]) -> np.ndarray:
+    """Per-size maps ``(sizes, H, W)``: per pixel, the mean support of the windows covering it.
+
+    ``window_support`` holds one value per window, the grids' windows concatenated in order.
+    """
+    window_support = np.asarray(window_support, dtype=np.float64)
+    expected = sum(grid.count for grid in grids)
+    if window_support.shape != (expected,):
+        raise ParameterError(f"expected {expected} window values, got shape {window_support.shape}")
+    maps, offset = [], 0
+    for grid in grids:
+        maps.append(grid.aggregate(window_support[offset : offset + grid.count]))
+        offset += grid.count
+    return np.stack(maps)
+
+
+@dataclass
+class SensitivityResult:
+    """An occlusion sensitivity map with everything needed to redraw, re-target or audit it.
+
+    Arrays on the network grid are ``(H, W)`` = :attr:`input_size`. :attr:`outputs` keeps the
+    full probability vector of every occluded input, so maps for other classes, contrastive maps
+    and the label-flip map need no new forward passes.
+    """
+
+    model_name: str
+    labels: tuple[str, ...]
+    input_size: tuple[int, int]  # (H, W) network grid, pixels
+    photo_size: tuple[int, int]  # (h, w) photo pixels
+    fit: str  # "squash" or "crop"
+    sizes: tuple[float, ...]  # cover sizes, fractions of the image side
+    stride: float  # fraction of the window side
+    fill: str  # fill label (see sensmap.fills.fill_label)
+    score_kind: str  # "probability" or "log-odds"
+    target: int  # class index the map explains
+    reference_probabilities: np.ndarray  # (classes,) of the unoccluded image
+    outputs: np.ndarray  # (passes, classes) probabilities of every occluded input
+    metadata: dict[str, Any] = field(default_factory=dict)  # versions, timings, notes, mode…
+    support: np.ndarray = field(init=False)  # (H, W) scale-independent map (mean of per_size)
+    per_size: np.ndarray = field(init=False)  # (sizes, H, W)
+
+    def __post_init__(self) -> None:
+        self.labels = tuple(self.labels)
+        self.input_size = (int(self.input_size[0]), int(self.input_size[1]))
+        self.photo_size = (int(self.photo_size[0]), int(self.photo_size[1]))
+        self.sizes = tuple(float(s) for s in self.sizes)
+        self.score_kind = validate_score_kind(self.score_kind)
+        self.reference_probabilities = np.asarray(self.reference_probabilities, dtype=np.float32)
+        self.outputs = np.asarray(self.outputs, dtype=np.float32)
+        if self.outputs.shape != (self.passes, len(self.labels)):
+            raise SensmapError(
+                f"result is inconsistent: {self.outputs.shape[0]} outputs for {self.passes} windows "
+                f"and {len(self.labels)} classes"
+            )
+        self.per_size, self.support = self.maps_for(self.target)
+        self._photo_support: np.ndarray | None = None
+
+    # ------------------------------------------------------------------ geometry
+    @property
+    def grids(self) -> list[WindowGrid]:
+        """One window grid per cover size, in :attr:`sizes` order."""
+        return window_grids(self.input_size[0], self.input_size[1], self.sizes, self.stride)
+
+    @property
+    def boxes(self) -> np.ndarray:
+        """``(passes, 4)`` windows ``(y0, x0, y1, x1)`` in network-grid pixels, sizes concatenated."""
+        return np.concatenate([grid.boxes for grid in self.grids])
+
+    @property
+    def size_index(self) -> np.ndarray:
+        """``(passes,)`` index into :attr:`sizes` of each window."""
+        return np.concatenate([np.full(grid.count, i) for i, grid in enumerate(self.grids)])
+
+    @property
+    def window_counts(self) -> tuple[int, ...]:
+        """Windows (forward passes) per cover size."""
+        return tuple(grid.count for grid in self.grids)
+
+    @property
+    def passes(self) -> int:
+        """Occluded forward passes the map used (the one unoccluded reference pass not counted)."""
+        return int(sum(self.window_counts))
+
+    # ------------------------------------------------------------------ scores
+    @property
+    def target_name(self) -> str:
+        return self.labels[self.target]
+
+    @property
+    def score(self) -> float:
+        """Score of the target on the unoccluded image (probability, or log-odds)."""
+        return float(class_scores(self.reference_probabilities, self.target, self.score_kind))
+
+    @property
+    def probability(self) -> float:
+        """Probability of the target on the unoccluded image."""
+        return float(self.reference_probabilities[self.target])
+
+    def top_k(self, k: int = 5) -> list[tuple[int, str, float]]:
+        """The ``k`` most probable classes of the unoccluded image: ``(index, name, probability)``."""
+        order = np.argsort(-self.reference_probabilities, kind="stable")[:k]
+        return [(int(i), self.labels[i], float(self.reference_probabilities[i])) for i in order]
+
+    def window_support(self, class_index: int | None = None, score_kind: str | None = None) -> np.ndarray:
+        """Support per window ``(passes,)``: reference score minus occluded score of the class."""
+        index = self.target if class_index is None else int(class_index)
+        kind = score_kind or self.score_kind
+        reference = class_scores(self.reference_probabilities, index, kind)
+        return reference - class_scores(self.outputs, index, kind)
+
+    def maps_for(self, class_index: int, score_kind: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(per_size (sizes, H, W), support (H, W))`` for any class, from the kept outputs."""
+        per_size = support_maps(self.window_support(class_index, score_kind), self.grids).astype(np.float32)
+        return per_size, per_size.mean(axis=0)
+
+    def contrastive(self, class_a: int, class_b: int) -> np.ndarray:
+        """``(H, W)`` map of support for class A over class B: support(A) − support(B)."""
+        return self.maps_for(class_a)[1] - self.maps_for(class_b)[1]
+
+    def label_flip(self, size: int = -1) -> tuple[np.ndarray, np.ndarray]:
+        """Which class wins when each area is covered, for the cover size at index ``size``.
+
+        Per pixel, among the windows of that size covering it, the one whose cover lowers the
+        target most is taken; returns ``(classes (H, W) int, probability of that class (H, W))``.
+        """
+        grids = self.grids
+        size = range(len(grids))[size]
+        offset = sum(grid.count for grid in grids[:size])
+        grid = grids[size]
+        outputs = self.outputs[offset : offset + grid.count]
+        support = self.window_support()[offset : offset + grid.count]
+        winner = grid.window_index_map(support)
+        top = outputs.argmax(axis=1)
+        return top[winner], outputs[winner, top[winner]]
+
+    @property
+    def support_photo(self) -> np.ndarray:
+        """:attr:`support` resampled to the photo's own size (NaN outside the crop for ``fit="crop"``)."""
+        if self._photo_support is None:
+            from .images import map_to_photo
+
+            self._photo_support = map_to_photo(self.support, self.photo_size, self.fit)
+        return self._photo_support
+
+    # ------------------------------------------------------------------ storage
+    def _meta(self) -> dict[str, Any]:
+        return {
+            "format_version": FORMAT_VERSION,
+            "model_name": self.model_name,
+            "labels": list(self.labels),
+            "input_size": list(self.input_size),
+            "photo_size": list(self.photo_size),
+            "fit": self.fit,
+            "sizes": list(self.sizes),
+            "stride": self.stride,
+            "fill": self.fill,
+            "score_kind": self.score_kind,
+            "target": self.target,
+            "target_name": self.target_name,
+            "passes": self.passes,
+            "metadata": self.metadata,
+        }
+
+    def to_npz_bytes(self) -> bytes:
+        """The result as ``.npz`` bytes (arrays plus a JSON ``metadata`` entry; no pickles)."""
+        buffer = io.BytesIO()
+        np.savez_compressed(
+            buffer,
+            support=self.support,
+            per_size=self.per_size,
+            support_photo=self.support_photo.astype(np.float32),
+            reference_probabilities=self.reference_probabilities,
+            outputs=self.outputs,
+            boxes=self.boxes,
+            size_index=self.size_index,
+            metadata=np.array(json.dumps(self._meta(), default=_json_default)),
+        )
+        return buffer.getvalue()
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the result to ``path`` (``.npz``)."""
+        with open(path, "wb") as handle:
+            handle.write(self.to_npz_bytes())
+
+    @classmethod
+    def load(cls, source: str | os.PathLike | bytes) -> SensitivityResult:
+        """Read a result written by :meth:`save` or :meth:`to_npz_bytes`."""
+        try:
+            handle = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
+            with np.load(handle, allow_pickle=False) as data:
+                meta = json.loads(str(data["metadata"]))
+                result = cls(
+                    model_name=meta["model_name"],
+                    labels=tuple(meta["labels"]),
+                    input_size=tuple(meta["input_size"]),
+                    photo_size=tuple(meta["photo_size"]),
+                    fit=meta["fit"],
+                    sizes=tuple(meta["sizes"]),
+                    stride=meta["stride"],
+                    fill=meta["fill"],
+                    score_kind=meta["score_kind"],
+                    target=meta["target"],
+                    reference_probabilities=data["reference_probabilities"],
+                    outputs=data["outputs"],
+                    metadata=meta.get("metadata", {}),
+                )
+                result._photo_support = np.array(data["support_photo"])
+                return result
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise SensmapError(f"cannot read sensmap result: {exc}") from None
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)

@@ -1,0 +1,114 @@
+"""Shared fixtures: real tiny Keras models built (and trained) in-process, paths to ../shared data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = (REPO / ".." / "shared").resolve()
+WEIGHTS = SHARED / "weights"
+PHOTOS = SHARED / "photos"
+
+
+def shared_photo(name: str) -> Path:
+    path = PHOTOS / name
+    if not path.is_file():
+        pytest.fail(f"missing shared test photo {path} (the repository expects ../shared beside it)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_weights_dir() -> Path:
+    if not (WEIGHTS / "manifest.json").is_file():
+        pytest.fail(f"missing {WEIGHTS}/manifest.json (the repository expects ../shared beside it)")
+    return WEIGHTS
+
+
+@pytest.fixture(scope="session")
+def mobilenet_v2(shared_weights_dir):
+    import sensmap
+
+    return sensmap.load_model("MobileNetV2", weights=shared_weights_dir / "mobilenet_v2_1.0_224.weights.h5")
+
+
+@pytest.fixture(scope="session")
+def mobilenet_025(shared_weights_dir):
+    import sensmap
+
+    return sensmap.load_model("MobileNet", weights=shared_weights_dir / "mobilenet_v1_0.25_128.weights.h5")
+
+
+def build_mean_brightness_model(height: int, width: int):
+    """Analytic model: outputs [m, 1 − m] with m the mean raw pixel value / 255 (preprocess "none")."""
+    import keras
+
+    inputs = keras.Input((height, width, 3))
+    pooled = keras.layers.GlobalAveragePooling2D()(inputs)
+    dense = keras.layers.Dense(2, name="brightness")
+    outputs = dense(pooled)
+    dense.set_weights([np.array([[1, -1]] * 3, dtype=np.float32) / (3 * 255), np.array([0, 1], dtype=np.float32)])
+    return keras.Model(inputs, outputs, name="mean_brightness")
+
+
+def build_random_cnn(height: int, width: int, classes: int = 5, seed: int = 0):
+    """A small random (untrained) CNN with softmax outputs on a fixed non-square input."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((height, width, 3))
+    x = keras.layers.Rescaling(1 / 127.5, offset=-1)(inputs)
+    x = keras.layers.Conv2D(8, 3, activation="relu", padding="same")(x)
+    x = keras.layers.MaxPooling2D()(x)
+    x = keras.layers.Conv2D(16, 3, activation="relu", padding="same")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(classes, activation="softmax")(x)
+    return keras.Model(inputs, outputs, name="random_cnn")
+
+
+def shortcut_scenes(count: int, size: int = 32, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Synthetic scenes: the background colour decides the class, a random object does not.
+
+    Class 0: warm background, class 1: cool background; each scene has a random-coloured square
+    object (a quarter of the side) at a random place. Returns (images 0..255, labels, object boxes).
+    """
+    rng = np.random.default_rng(seed)
+    images = np.empty((count, size, size, 3), dtype=np.float32)
+    labels = rng.integers(0, 2, size=count)
+    boxes = np.empty((count, 4), dtype=np.int64)
+    side = size // 2
+    for i, label in enumerate(labels):
+        base = np.array([200, 120, 60]) if label == 0 else np.array([60, 120, 200])
+        images[i] = base + rng.normal(0, 12, size=(size, size, 3))
+        y0, x0 = rng.integers(0, size - side + 1, size=2)
+        images[i, y0 : y0 + side, x0 : x0 + side] = rng.uniform(0, 255, size=3)
+        boxes[i] = (y0, x0, y0 + side, x0 + side)
+    return np.clip(images, 0, 255), labels, boxes
+
+
+@pytest.fixture(scope="session")
+def shortcut_model():
+    """A small CNN trained (seconds on CPU) on scenes where only the background decides the class."""
+    import keras
+
+    keras.utils.set_random_seed(7)
+    images, labels, _ = shortcut_scenes(768, seed=1)
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Rescaling(1 / 255)(inputs)
+    x = keras.layers.Conv2D(8, 3, activation="relu", padding="same")(x)
+    x = keras.layers.MaxPooling2D()(x)
+    x = keras.layers.Conv2D(16, 3, activation="relu", padding="same")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(2, activation="softmax")(x)
+    model = keras.Model(inputs, outputs, name="shortcut_cnn")
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(images, labels, epochs=6, batch_size=32, verbose=0)
+    test_images, test_labels, _ = shortcut_scenes(128, seed=2)
+    accuracy = float((model.predict(test_images, verbose=0).argmax(axis=1) == test_labels).mean())
+    assert accuracy > 0.95, f"shortcut CNN did not learn the background shortcut (accuracy {accuracy:.2f})"
+    return model

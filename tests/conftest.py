@@ -74,8 +74,8 @@ def build_random_cnn(height: int, width: int, classes: int = 5, seed: int = 0):
 def shortcut_scenes(count: int, size: int = 32, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Synthetic scenes: the background colour decides the class, a random object does not.
 
-    Class 0: warm background, class 1: cool background; each scene has a random-coloured square
-    object (a quarter of the side) at a random place. Returns (images 0..255, labels, object boxes).
+    Class 0: warm background, class 1: cool background; each scene has a greenish square object
+    (half the side, a quarter of the area) at a random place. Returns (images 0..255, labels, object boxes).
     """
     rng = np.random.default_rng(seed)
     images = np.empty((count, size, size, 3), dtype=np.float32)
@@ -86,7 +86,8 @@ def shortcut_scenes(count: int, size: int = 32, seed: int = 0) -> tuple[np.ndarr
         base = np.array([200, 120, 60]) if label == 0 else np.array([60, 120, 200])
         images[i] = base + rng.normal(0, 12, size=(size, size, 3))
         y0, x0 = rng.integers(0, size - side + 1, size=2)
-        images[i, y0 : y0 + side, x0 : x0 + side] = rng.uniform(0, 255, size=3)
+        # the object's colour (greenish, same distribution in both classes) carries no class information
+        images[i, y0 : y0 + side, x0 : x0 + side] = rng.uniform((0, 150, 0), (80, 255, 80))
         boxes[i] = (y0, x0, y0 + side, x0 + side)
     return np.clip(images, 0, 255), labels, boxes
 
@@ -94,6 +95,10 @@ def shortcut_scenes(count: int, size: int = 32, seed: int = 0) -> tuple[np.ndarr
 @pytest.fixture(scope="session")
 def shortcut_model():
     """A small CNN trained (seconds on CPU) on scenes where only the background decides the class."""
+    return train_shortcut_model()
+
+
+def train_shortcut_model(epochs: int = 2, learning_rate: float = 0.002):
     import keras
 
     keras.utils.set_random_seed(7)
@@ -106,8 +111,10 @@ def shortcut_model():
     x = keras.layers.GlobalAveragePooling2D()(x)
     outputs = keras.layers.Dense(2, activation="softmax")(x)
     model = keras.Model(inputs, outputs, name="shortcut_cnn")
-    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    model.fit(images, labels, epochs=6, batch_size=32, verbose=0)
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
+    )
+    model.fit(images, labels, epochs=epochs, batch_size=32, verbose=0)
     test_images, test_labels, _ = shortcut_scenes(128, seed=2)
     accuracy = float((model.predict(test_images, verbose=0).argmax(axis=1) == test_labels).mean())
     assert accuracy > 0.95, f"shortcut CNN did not learn the background shortcut (accuracy {accuracy:.2f})"

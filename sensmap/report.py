@@ -1,0 +1,507 @@
+"""Shareable reports of sensitivity results: a PNG (Pillow only) and a self-contained interactive HTML.
+
+Neither needs a browser, Chrome or kaleido to be produced, nor a network connection to be viewed:
+the PNG is drawn with Pillow, the HTML embeds plotly.js and the photo inline. Colours are those
+of :mod:`sensmap.render` (red: covering lowers the class probability, the area supports the
+class; blue: covering raises it, the area inhibits the class); values are shown in percentage
+points ("pp", probability difference ×100), or log-odds for ``score_kind="log-odds"``.
+No EXIF, GPS or text metadata is written into the PNG, and file names are generated, never
+taken from an uploaded file.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import re
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from functools import lru_cache
+
+import numpy as np
+import plotly.io as pio
+from PIL import Image, ImageDraw, ImageFont
+
+from . import __version__
+from .errors import ParameterError
+from .images import LoadedImage, map_to_photo, to_png_bytes
+from .metrics import agreement, stability
+from .render import (
+    COLOUR_CAPTION,
+    DEFAULT_OPACITY,
+    blend_overlay,
+    compare_figure,
+    cover_title,
+    format_value,
+    label_flip_figure,
+    map_on_photo,
+    overlay_figure,
+    per_size_figure,
+    photo_pixels,
+    support_unit,
+    symmetric_limit,
+)
+from .result import SensitivityResult
+
+DEFAULT_TITLE = "sensmap report"
+TOP_K = 5
+
+PNG_WIDTH = 1280
+MARGIN = 28
+IMAGE_BOX = (600, 440)  # (width, height) the photo panels are fitted into, pixels
+BAR_HEIGHT = 16
+TEXT = (33, 37, 41)
+MUTED = (108, 117, 125)
+RULE = (206, 212, 218)
+BACKGROUND = (255, 255, 255)
+
+_TRANSLIT = {
+    "α": "a",
+    "β": "b",
+    "γ": "g",
+    "μ": "u",
+    "×": "x",
+    "−": "-",
+    "–": "-",
+    "—": "-",
+    "→": "->",
+    "←": "<-",
+    "↑": "^",
+    "↓": "v",
+    "≥": ">=",
+    "≤": "<=",
+    "‘": "'",
+    "’": "'",
+    "“": '"',
+    "”": '"',
+}
+_PNG_EXTRA_GLYPHS = "·°±…"  # non-ASCII characters the default Pillow font (Aileron) can draw
+
+
+def ascii_text(text: object, keep: str = "") -> str:
+    """``text`` in printable ASCII (plus the characters in ``keep``): α→a, ×→x, accents dropped, rest → ``?``."""
+    value = "".join(_TRANSLIT.get(ch, ch) for ch in str(text))
+    out = []
+    for ch in unicodedata.normalize("NFKD", value):
+        if ch in keep or " " <= ch <= "~":
+            out.append(ch)
+        elif not unicodedata.combining(ch):
+            out.append(" " if ch.isspace() else "?")
+    return "".join(out)
+
+
+def _png_text(text: object) -> str:
+    return ascii_text(text, keep=_PNG_EXTRA_GLYPHS)
+
+
+# --------------------------------------------------------------------------- shared content
+
+
+def parameter_rows(result: SensitivityResult) -> list[tuple[str, str]]:
+    """``(name, value)`` rows describing how a map was made (for the PNG and HTML reports)."""
+    meta = result.metadata or {}
+    timings = meta.get("timings_s") or {}
+    total = timings.get("total") if isinstance(timings, dict) else None
+    factor, unit = support_unit(result)
+    _, spread = stability(result.per_size)
+    covers = ", ".join(cover_title(result, i).removeprefix("cover ") for i in range(len(result.sizes)))
+    return [
+        ("target class", f"{result.target_name} (p = {result.probability:.1%})"),
+        ("cover sizes (fraction of the side)", covers),
+        ("stride (fraction of the cover)", f"{result.stride:g}"),
+        ("fill", result.fill),
+        ("score", result.score_kind),
+        ("photo fitted by", f"{result.fit} to {result.input_size[1]}×{result.input_size[0]} px"),
+        ("forward passes", f"{result.passes:,} (+1 reference)"),
+        ("time", f"{float(total):.2f} s" if isinstance(total, (int, float)) else "not recorded"),
+        ("device", str(meta.get("device", "not recorded"))),
+        ("stability (mean spread across sizes)", format_value(spread * factor, unit, sign=False)),
+        ("versions", versions_text(result)),
+    ]
+
+
+def versions_text(result: SensitivityResult) -> str:
+    """``sensmap 0.1.0 · tensorflow 2.19.0 · …`` from the result's metadata (what produced the map)."""
+    found = (result.metadata or {}).get("versions")
+    if not isinstance(found, dict) or not found:
+        return "not recorded"
+    return " · ".join(f"{name} {version}" for name, version in found.items())
+
+
+def _photo_name(photo: LoadedImage | np.ndarray, results: Sequence[SensitivityResult]) -> str:
+    """The photo's file name (no folders), from the photo or the first result's metadata."""
+    source = photo.source if isinstance(photo, LoadedImage) else ""
+    if not source or source.startswith("<"):
+        recorded = (results[0].metadata or {}).get("photo") if results else None
+        source = recorded.get("source", "") if isinstance(recorded, dict) else ""
+    name = os.path.basename(str(source).replace("\\", "/")) if source else ""
+    return name or "unnamed photo"
+
+
+def _check_results(results: Sequence[SensitivityResult]) -> list[SensitivityResult]:
+    results = list(results)
+    if not results:
+        raise ParameterError("a report needs at least one sensitivity result")
+    return results
+
+
+def _common_limit(results: Sequence[SensitivityResult]) -> float | None:
+    """One colour limit for all results when they share units, else None (each its own)."""
+    if len({support_unit(r) for r in results}) != 1:
+        return None
+    return symmetric_limit(*(r.support for r in results))
+
+
+def _timestamp(generated: datetime | None) -> datetime:
+    return (generated or datetime.now(timezone.utc)).astimezone(timezone.utc)
+
+
+@dataclass
+class _Content:
+    """What both reports show, computed once."""
+
+    pixels: np.ndarray  # (h, w, 3) uint8 photo
+    results: list[SensitivityResult]
+    limit: float | None  # shared colour limit (probability difference), None when units differ
+    stamp: str  # generation time, UTC
+    numbers: dict | None  # metrics.agreement of two results' maps on the photo grid
+    photo_name: str
+    credit: str
+    unit_note: str
+
+    def heading(self, number: int, result: SensitivityResult) -> str:
+        return f"{number}. {result.model_name}" if len(self.results) > 1 else result.model_name
+
+
+def _prepare(photo, results, photo_credit: str | None, generated: datetime | None) -> _Content:
+    results = _check_results(results)
+    pixels = photo_pixels(photo)
+    limit = _common_limit(results)
+    numbers = None
+    if len(results) == 2 and limit is not None:
+        numbers = agreement(*(map_on_photo(r, r.support, pixels.shape[:2]) for r in results))
+    units = {support_unit(r)[1] for r in results}
+    unit_note = (
+        "Values in percentage points (pp) of class probability."
+        if units == {"pp"}
+        else "Values in percentage points (pp) of probability or in log-odds, as labelled."
+    )
+    return _Content(
+        pixels=pixels,
+        results=results,
+        limit=limit,
+        stamp=_timestamp(generated).strftime("%Y-%m-%d %H:%M UTC"),
+        numbers=numbers,
+        photo_name=_photo_name(photo, results),
+        credit=f"Photo credit: {photo_credit}" if photo_credit else "Photo licence: see source",
+        unit_note=unit_note,
+    )
+
+
+# --------------------------------------------------------------------------- PNG
+
+
+@lru_cache(maxsize=8)
+def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    return ImageFont.load_default(size=size)
+
+
+class _Canvas:
+    """A white strip of the report that text and images are written onto, top to bottom."""
+
+    def __init__(self, height: int) -> None:
+        self.image = Image.new("RGB", (PNG_WIDTH, height), BACKGROUND)
+        self.draw = ImageDraw.Draw(self.image)
+
+    def text(self, xy: tuple[int, int], text: object, size: int = 16, fill=TEXT, width: int | None = None) -> int:
+        """Write one line (cut with "..." to ``width`` px); returns the y below it."""
+        font = _font(size)
+        line = _png_text(text)
+        if width is not None and self.draw.textlength(line, font=font) > width:
+            while line and self.draw.textlength(line + "...", font=font) > width:
+                line = line[:-1]
+            line += "..."
+        self.draw.text(xy, line, font=font, fill=fill)
+        return xy[1] + round(size * 1.35)
+
+    def paragraph(self, xy: tuple[int, int], text: object, width: int, size: int = 16, fill=TEXT) -> int:
+        """Write ``text`` wrapped at word boundaries to ``width`` px; returns the y below it."""
+        x, y = xy
+        font = _font(size)
+        line = ""
+        for word in _png_text(text).split(" "):
+            candidate = f"{line} {word}".strip()
+            if line and self.draw.textlength(candidate, font=font) > width:
+                y = self.text((x, y), line, size, fill, width)
+                candidate = word
+            line = candidate
+        return self.text((x, y), line, size, fill, width) if line else y
+
+    def rule(self, y: int) -> None:
+        self.draw.line([(MARGIN, y), (PNG_WIDTH - MARGIN, y)], fill=RULE, width=1)
+
+
+def _fit_photo(pixels: np.ndarray) -> np.ndarray:
+    """The photo resized (up or down) to fit :data:`IMAGE_BOX`, aspect kept."""
+    height, width = pixels.shape[:2]
+    scale = min(IMAGE_BOX[0] / width, IMAGE_BOX[1] / height)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return np.asarray(Image.fromarray(np.ascontiguousarray(pixels)).resize(size, Image.Resampling.LANCZOS))
+
+
+def _colour_bar(canvas: _Canvas, x: int, y: int, width: int, limit: float, unit: str) -> int:
+    """A colour bar ``-limit..+limit`` (display units) with its labels; returns the y below it."""
+    ramp = np.linspace(-1.0, 1.0, width)[None, :].repeat(BAR_HEIGHT, axis=0)
+    white = np.full((BAR_HEIGHT, width, 3), 255, dtype=np.uint8)
+    canvas.image.paste(Image.fromarray(blend_overlay(white, ramp, 1.0, opacity=1.0)), (x, y))
+    canvas.draw.rectangle([x, y, x + width - 1, y + BAR_HEIGHT - 1], outline=RULE)
+    peak = format_value(limit, unit, sign=False)
+    below = y + BAR_HEIGHT + 4
+    canvas.text((x, below), f"-{peak}: inhibits (blue)", 14, MUTED)
+    middle = f"0 {unit}"
+    canvas.text((x + (width - round(canvas.draw.textlength(middle, font=_font(14)))) // 2, below), middle, 14, MUTED)
+    right = f"+{peak}: supports (red)"
+    end = canvas.text((x + width - round(canvas.draw.textlength(right, font=_font(14))), below), right, 14, MUTED)
+    return end
+
+
+def _map_panel(
+    shown: np.ndarray, values: np.ndarray, limit: float, unit: str, lines: Sequence[tuple[str, int, tuple]]
+) -> Image.Image:
+    """Photo with the map ``values`` (display units) blended on it and a colour bar; text ``lines`` beside."""
+    text_x = MARGIN * 2 + IMAGE_BOX[0]
+    canvas = _Canvas(IMAGE_BOX[1] + 900)
+    canvas.image.paste(Image.fromarray(blend_overlay(shown, values, limit, DEFAULT_OPACITY)), (MARGIN, MARGIN))
+    bottom = _colour_bar(canvas, MARGIN, MARGIN + shown.shape[0] + 10, shown.shape[1], limit, unit)
+    y = MARGIN
+    for text, size, colour in lines:
+        y = canvas.paragraph((text_x, y), text, PNG_WIDTH - text_x - MARGIN, size, colour) if text else y + size
+    return canvas.image.crop((0, 0, PNG_WIDTH, max(bottom, y) + MARGIN // 2))
+
+
+def _result_lines(result: SensitivityResult, heading: str) -> list[tuple[str, int, tuple]]:
+    lines: list[tuple[str, int, tuple]] = [
+        (heading, 24, TEXT),
+        (f"map for '{result.target_name}'", 16, MUTED),
+        ("", 12, TEXT),
+    ]
+    lines.append((f"Top-{TOP_K} classes (whole photo)", 17, TEXT))
+    for rank, (index, name, probability) in enumerate(result.top_k(TOP_K), start=1):
+        marker = "  <- target" if index == result.target else ""
+        lines.append((f"{rank}. {name}: {probability:.1%}{marker}", 15, TEXT))
+    lines += [("", 12, TEXT), ("Parameters", 17, TEXT)]
+    lines += [(f"{name}: {value}", 14, MUTED if name == "versions" else TEXT) for name, value in parameter_rows(result)]
+    return lines
+
+
+def _difference_lines(result_a: SensitivityResult, result_b: SensitivityResult, numbers: dict) -> list:
+    share = f"{numbers['q']:.0%}"
+    return [
+        (f"Difference: {result_a.model_name} - {result_b.model_name}", 22, TEXT),
+        (
+            f"red: {result_a.model_name} relies on the area more; blue: {result_b.model_name} relies on it more",
+            15,
+            MUTED,
+        ),
+        ("", 12, TEXT),
+        ("Agreement of the two maps (on the photo grid)", 17, TEXT),
+        (f"Spearman rank correlation: {numbers['spearman']:+.2f} (1 = same ranking, 0 = unrelated)", 15, TEXT),
+        (f"Overlap of the top {share} areas (IoU): {numbers['top_iou']:.2f} (1 = same area, 0 = disjoint)", 15, TEXT),
+    ]
+
+
+def _header(title: str, content: _Content) -> Image.Image:
+    canvas = _Canvas(400)
+    y = canvas.text((MARGIN, MARGIN), title, 32, TEXT, PNG_WIDTH - 2 * MARGIN)
+    y = canvas.text((MARGIN, y + 4), f"Generated {content.stamp} by sensmap {__version__}", 16, MUTED)
+    key = f"Colour key: {COLOUR_CAPTION}. {content.unit_note}"
+    y = canvas.paragraph((MARGIN, y + 4), key, PNG_WIDTH - 2 * MARGIN, 16, TEXT)
+    canvas.rule(y + 10)
+    return canvas.image.crop((0, 0, PNG_WIDTH, y + 12))
+
+
+def _footer(content: _Content) -> Image.Image:
+    canvas = _Canvas(200)
+    canvas.rule(4)
+    y = canvas.text((MARGIN, 16), f"Photo: {content.photo_name}", 15, MUTED, PNG_WIDTH - 2 * MARGIN)
+    y = canvas.paragraph((MARGIN, y), content.credit, PNG_WIDTH - 2 * MARGIN, 15, MUTED)
+    return canvas.image.crop((0, 0, PNG_WIDTH, y + MARGIN // 2))
+
+
+def report_png(
+    photo: LoadedImage | np.ndarray,
+    results: Sequence[SensitivityResult],
+    *,
+    title: str = DEFAULT_TITLE,
+    photo_credit: str | None = None,
+    generated: datetime | None = None,
+) -> bytes:
+    """A one-page PNG report (Pillow only), returned as PNG bytes without metadata.
+
+    Per result: the photo with its map (one shared symmetric colour scale when the results
+    share units), a colour bar in pp, the network, its top-5 classes, the target, the
+    parameters and the versions. With two results also their difference (A − B) and
+    :func:`sensmap.metrics.agreement` numbers. ``generated`` (default: now) is shown in UTC.
+    Text is drawn in ASCII (α→a, ×→x) as Pillow's default font has no other glyphs.
+    """
+    content = _prepare(photo, results, photo_credit, generated)
+    shown = _fit_photo(content.pixels)
+    strips = [_header(title, content)]
+    for number, result in enumerate(content.results, start=1):
+        factor, unit = support_unit(result)
+        values = map_to_photo(result.support, shown.shape[:2], result.fit) * factor
+        bound = symmetric_limit(result.support, limit=content.limit) * factor
+        strips.append(_map_panel(shown, values, bound, unit, _result_lines(result, content.heading(number, result))))
+    if content.numbers is not None:
+        first, second = content.results
+        factor, unit = support_unit(first)
+        a, b = (map_to_photo(r.support, shown.shape[:2], r.fit) for r in content.results)
+        lines = _difference_lines(first, second, content.numbers)
+        strips.append(_map_panel(shown, (a - b) * factor, content.limit * factor, unit, lines))
+    strips.append(_footer(content))
+    return to_png_bytes(np.concatenate([np.asarray(strip) for strip in strips], axis=0))
+
+
+def overlay_png(
+    photo: LoadedImage | np.ndarray,
+    result: SensitivityResult,
+    *,
+    opacity: float = DEFAULT_OPACITY,
+    limit: float | None = None,
+) -> bytes:
+    """The photo at its own resolution with the support map blended on it (PNG bytes, no metadata).
+
+    Same colours as the figures (red supports, blue inhibits, 0 see-through); ``limit``
+    (probability difference) fixes the symmetric scale, default the map's largest ``|support|``.
+    """
+    pixels = photo_pixels(photo)
+    values = map_to_photo(result.support, pixels.shape[:2], result.fit)
+    return to_png_bytes(blend_overlay(pixels, values, symmetric_limit(result.support, limit=limit), opacity))
+
+
+# --------------------------------------------------------------------------- HTML
+
+_CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #212529; margin: 2rem auto;
+       max-width: 1200px; padding: 0 1rem; }
+h1 { margin-bottom: 0.2rem; } .muted { color: #6c757d; } .key { margin: 0.5rem 0 1.5rem; }
+table { border-collapse: collapse; margin: 0.5rem 0 1rem; } td, th { padding: 0.2rem 0.8rem 0.2rem 0;
+text-align: left; vertical-align: top; border-bottom: 1px solid #dee2e6; } .tables { display: flex; gap: 3rem;
+flex-wrap: wrap; } section { margin-bottom: 2.5rem; } footer { border-top: 1px solid #dee2e6; padding-top: 0.5rem; }
+"""
+
+
+def _table(rows: Sequence[Sequence[object]], header: Sequence[str] | None = None) -> str:
+    head = "<tr>" + "".join(f"<th>{html.escape(str(h))}</th>" for h in header) + "</tr>" if header else ""
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table>{head}{body}</table>"
+
+
+class _Figures:
+    """Plotly figures as HTML fragments; plotly.js is inlined once, with the first one."""
+
+    def __init__(self) -> None:
+        self.first = True
+
+    def __call__(self, fig, height: int = 520) -> str:
+        fragment = pio.to_html(
+            fig,
+            include_plotlyjs=self.first,
+            full_html=False,
+            default_height=f"{height}px",
+            config={"displaylogo": False, "responsive": True},
+        )
+        self.first = False
+        return f'<div class="figure">{fragment}</div>'
+
+
+def _result_section(photo, result: SensitivityResult, heading: str, limit: float | None, embed: _Figures) -> str:
+    top = [
+        (rank, name, f"{p:.1%}", "target" if i == result.target else "")
+        for rank, (i, name, p) in enumerate(result.top_k(TOP_K), start=1)
+    ]
+    return "".join(
+        [
+            f"<section><h2>{html.escape(heading)}</h2>",
+            f"<p class=\"muted\">map for '{html.escape(result.target_name)}'</p>",
+            embed(overlay_figure(photo, result, limit=limit)),
+            '<div class="tables"><div><h3>Top classes (whole photo)</h3>',
+            _table(top, ("#", "class", "probability", "")),
+            "</div><div><h3>Parameters</h3>",
+            _table(parameter_rows(result)),
+            "</div></div>",
+            embed(per_size_figure(result), 380),
+            embed(label_flip_figure(result), 480),
+            "</section>",
+        ]
+    )
+
+
+def report_html(
+    photo: LoadedImage | np.ndarray,
+    results: Sequence[SensitivityResult],
+    *,
+    title: str = DEFAULT_TITLE,
+    photo_credit: str | None = None,
+    generated: datetime | None = None,
+) -> str:
+    """A self-contained interactive HTML report (plotly.js and the photo inline; no CDN, no network).
+
+    Per result: the overlay, top-k and parameter tables, the per-size maps and the label-flip
+    map; with two results first the side-by-side comparison and the agreement numbers. All
+    maps share one colour scale when the results share units.
+    """
+    content = _prepare(photo, results, photo_credit, generated)
+    embed = _Figures()
+    parts = [
+        f"<header><h1>{html.escape(title)}</h1>",
+        f'<p class="muted">Generated {content.stamp} by sensmap {html.escape(__version__)}</p>',
+        f'<p class="key">Colour key: {html.escape(COLOUR_CAPTION)}. {html.escape(content.unit_note)}</p></header>',
+    ]
+    if content.numbers is not None:
+        numbers = content.numbers
+        rows = [
+            ("Spearman rank correlation", f"{numbers['spearman']:+.2f}", "1 = same ranking, 0 = unrelated"),
+            (f"Overlap of the top {numbers['q']:.0%} areas (IoU)", f"{numbers['top_iou']:.2f}", "1 = same area"),
+        ]
+        figure = compare_figure(content.pixels, *content.results, limit=content.limit)
+        parts += ["<section><h2>Comparison</h2>", embed(figure, 480), _table(rows), "</section>"]
+    for number, result in enumerate(content.results, start=1):
+        parts.append(_result_section(content.pixels, result, content.heading(number, result), content.limit, embed))
+    parts.append(
+        f'<footer class="muted"><p>Photo: {html.escape(content.photo_name)}</p>'
+        f"<p>{html.escape(content.credit)}</p></footer>"
+    )
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>" + "\n".join(parts) + "</body></html>\n"
+    )
+
+
+# --------------------------------------------------------------------------- file names
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+MAX_NAME_PART = 40
+MAX_MODELS_IN_NAME = 4
+
+
+def _slug(text: object, fallback: str) -> str:
+    value = _UNSAFE.sub("_", ascii_text(text))
+    value = re.sub(r"\.{2,}", ".", value).strip("._-")[:MAX_NAME_PART].strip("._-")
+    return value or fallback
+
+
+def report_filename(kind: str, model_names: Sequence[str], ext: str, *, when: datetime | None = None) -> str:
+    """A safe download name such as ``sensmap-report-MobileNetV2-vs-MobileNet_a0.75_192px-20261126-141500.png``.
+
+    Only ``[A-Za-z0-9._-]``; built from the report kind, the network names (ASCII-folded, at
+    most four) and the time (UTC, default now) — never from an uploaded file's name.
+    """
+    models = "-vs-".join(_slug(name, "model") for name in list(model_names)[:MAX_MODELS_IN_NAME])
+    stamp = _timestamp(when).strftime("%Y%m%d-%H%M%S")
+    extension = re.sub(r"[^A-Za-z0-9]", "", str(ext))[:8] or "bin"
+    parts = ["sensmap", _slug(kind, "report"), models, stamp]
+    return "-".join(part for part in parts if part) + "." + extension

@@ -1,0 +1,152 @@
+"""PNG and HTML reports and their file names, from synthetic results (no TensorFlow, no browser)."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+from datetime import datetime, timezone
+
+import numpy as np
+import pytest
+from PIL import Image
+from test_render import synthetic_photo, synthetic_result  # the synthetic builders live with the figure tests
+
+from sensmap import report
+from sensmap.errors import ParameterError
+from sensmap.images import load_image
+from sensmap.render import blend_overlay
+
+WHEN = datetime(2026, 11, 26, 14, 15, 0, tzinfo=timezone.utc)
+SAFE_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
+
+
+def decode_png(data: bytes) -> Image.Image:
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    assert image.format == "PNG" and image.mode == "RGB"
+    assert not image.getexif() and "exif" not in image.info
+    assert not {key for key in image.info if key not in ("dpi", "gamma", "srgb")}  # no text chunks
+    return image
+
+
+@pytest.fixture(scope="module")
+def photo():
+    return load_image(synthetic_photo(), name="/home/someone/private/cat on sofa.jpg")
+
+
+@pytest.fixture(scope="module")
+def pair():
+    return (
+        synthetic_result("MobileNetV2"),
+        synthetic_result("MobileNet α0.75 192px", input_size=(20, 20), seed=3, blob=(0.5, 0.6, 0.2)),
+    )
+
+
+def test_png_report_for_one_result(photo, pair):
+    image = decode_png(report.report_png(photo, [pair[0]], generated=WHEN))
+    assert image.width == report.PNG_WIDTH
+    assert 500 <= image.height <= 1400
+    pixels = np.asarray(image)
+    assert (pixels[0] == 255).all()  # white header margin
+    assert pixels.std() > 20  # photo, overlay and text drawn
+
+
+def test_png_report_for_two_results_adds_a_difference_panel(photo, pair):
+    one = decode_png(report.report_png(photo, [pair[0]], generated=WHEN))
+    two = decode_png(report.report_png(photo, list(pair), photo_credit="Jane Doe, CC BY 4.0", generated=WHEN))
+    assert two.width == report.PNG_WIDTH
+    assert two.height > 2.4 * (one.height - 200)  # header/footer once, three map panels
+    assert two.height <= 3200
+
+
+def test_png_report_survives_hostile_and_unicode_text(photo):
+    result = synthetic_result("../../etc/passwd <script>", labels=("猫 ねこ", "Réseau", "a" * 300, "c3", "c4", "c5"))
+    mixed = synthetic_result("other", score_kind="log-odds")
+    image = decode_png(report.report_png(photo, [result, mixed], title="Tést — ≥ report", photo_credit="© 猫"))
+    assert image.width == report.PNG_WIDTH
+
+
+def test_png_report_accepts_a_plain_array_and_refuses_no_results(pair):
+    decode_png(report.report_png(synthetic_photo(), [pair[0]]))
+    with pytest.raises(ParameterError):
+        report.report_png(synthetic_photo(), [])
+
+
+def test_overlay_png_keeps_the_photo_size_and_colours(photo, pair):
+    image = decode_png(report.overlay_png(photo, pair[0]))
+    assert image.size == (photo.width, photo.height)
+    support = report.map_to_photo(pair[0].support, (photo.height, photo.width), "squash")
+    expected = blend_overlay(photo.pixels, support, float(np.abs(pair[0].support).max()))
+    assert np.array_equal(np.asarray(image), expected)
+    assert not np.array_equal(expected, photo.pixels)
+    fixed = decode_png(report.overlay_png(photo, pair[0], limit=10.0, opacity=0.0))
+    assert np.array_equal(np.asarray(fixed), photo.pixels)
+
+
+def test_ascii_text_for_the_default_font():
+    assert report.ascii_text("MobileNet α0.75 224×224 − Réseau 猫") == "MobileNet a0.75 224x224 - Reseau ?"
+    assert report.ascii_text("a · b", keep="·") == "a · b"
+
+
+def test_parameter_rows_describe_the_run(pair):
+    rows = dict(report.parameter_rows(pair[0]))
+    assert rows["cover sizes (fraction of the side)"] == "1/2 (16×12 px), 1/4 (8×6 px)"
+    assert rows["forward passes"].startswith(f"{pair[0].passes} ")
+    assert rows["time"] == "1.25 s" and rows["device"] == "CPU"
+    assert rows["versions"].startswith("sensmap 0.1.0")
+    assert rows["stability (mean spread across sizes)"].endswith(" pp")
+
+
+def test_html_report_is_self_contained(photo, pair):
+    hostile = synthetic_result("<script>alert(1)</script>", input_size=(20, 20), seed=3)
+    page = report.report_html(photo, [pair[0], hostile], title="Report <b>", photo_credit="Jane & John", generated=WHEN)
+    assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
+    assert page.count("Plotly.newPlot") == 1 + 2 * 3  # comparison, then overlay, per-size, label flip each
+    assert re.findall(r"<script[^>]*>", page) == ["<script>"] * (2 + 7)  # plotly config + library, 7 figures
+    library = max(re.findall(r"<script>(.*?)</script>", page, flags=re.S), key=len)
+    assert library.lstrip().startswith("/**\n* plotly.js v") and len(library) > 3_000_000  # inline, once
+    # plotly.js names URLs for features we never use (map tiles, "cdn.plot.ly/un/" topojson); nothing else may
+    rest = page.replace(library, "")
+    assert "cdn.plot.ly" not in rest and not re.search(r"(https?:)?//[A-Za-z0-9]", rest)
+    assert "<script>alert(1)</script>" not in page and "Report &lt;b&gt;" in page
+    assert "cat on sofa.jpg" in page and "/home/someone" not in page
+    assert "Photo credit: Jane &amp; John" in page and "2026-11-26 14:15 UTC" in page
+    assert "Spearman rank correlation" in page
+
+
+def test_html_report_for_one_result_has_licence_line(photo, pair):
+    page = report.report_html(synthetic_photo(), [pair[0]])
+    assert "Photo licence: see source" in page and "Comparison" not in page
+    assert page.count("Plotly.newPlot") == 3
+
+
+def test_report_filename_example():
+    name = report.report_filename("report", ["MobileNetV2", "MobileNet α0.75 192px"], "png", when=WHEN)
+    assert name == "sensmap-report-MobileNetV2-vs-MobileNet_a0.75_192px-20261126-141500.png"
+
+
+@pytest.mark.parametrize(
+    "models",
+    [
+        ["../../etc/passwd"],
+        ["my model v2", "  "],
+        ["Réseau 猫 ✓", "..", "/", "\\\\server\\share"],
+        ["a" * 500] * 9,
+        [],
+    ],
+)
+@pytest.mark.parametrize("kind, ext", [("report", "png"), ("../html", ".ht/ml"), ("", "")])
+def test_report_filename_is_safe(models, kind, ext):
+    name = report.report_filename(kind, models, ext, when=WHEN)
+    assert SAFE_NAME.match(name), name
+    assert name.startswith("sensmap-") and ".." not in name and os.path.basename(name) == name
+    assert len(name) <= 255
+    assert name.endswith("-20261126-141500." + (re.sub(r"[^A-Za-z0-9]", "", ext) or "bin"))
+
+
+def test_report_filename_uses_current_utc_time():
+    name = report.report_filename("report", ["Net"], "png")
+    stamp = datetime.strptime(name.split("-Net-")[1].removesuffix(".png"), "%Y%m%d-%H%M%S")
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    assert abs((now - stamp).total_seconds()) < 60

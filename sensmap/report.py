@@ -49,6 +49,7 @@ DEFAULT_TITLE = "sensmap report"
 TOP_K = 5
 
 PNG_WIDTH = 1280
+OVERLAY_MIN_WIDTH = 560
 MARGIN = 28
 IMAGE_BOX = (600, 440)  # (width, height) the photo panels are fitted into, pixels
 BAR_HEIGHT = 16
@@ -211,8 +212,8 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
 class _Canvas:
     """A white strip of the report that text and images are written onto, top to bottom."""
 
-    def __init__(self, height: int) -> None:
-        self.image = Image.new("RGB", (PNG_WIDTH, height), BACKGROUND)
+    def __init__(self, height: int, width: int = PNG_WIDTH) -> None:
+        self.image = Image.new("RGB", (width, height), BACKGROUND)
         self.draw = ImageDraw.Draw(self.image)
 
     def text(self, xy: tuple[int, int], text: object, size: int = 16, fill=TEXT, width: int | None = None) -> int:
@@ -371,14 +372,32 @@ def overlay_png(
     opacity: float = DEFAULT_OPACITY,
     limit: float | None = None,
 ) -> bytes:
-    """The photo at its own resolution with the support map blended on it (PNG bytes, no metadata).
+    """The photo with the support map blended on it and a colour bar below (PNG bytes, no metadata).
 
-    Same colours as the figures (red supports, blue inhibits, 0 see-through); ``limit``
-    (probability difference) fixes the symmetric scale, default the map's largest ``|support|``.
+    The photo keeps its own resolution (small photos are enlarged to :data:`OVERLAY_MIN_WIDTH` px so
+    the legend stays legible). Same colours as the figures (red supports, blue inhibits, 0
+    see-through); ``limit`` (probability difference) fixes the symmetric scale, default the map's
+    largest ``|support|``.
     """
     pixels = photo_pixels(photo)
     values = map_to_photo(result.support, pixels.shape[:2], result.fit)
-    return to_png_bytes(blend_overlay(pixels, values, symmetric_limit(result.support, limit=limit), opacity))
+    scale_limit = symmetric_limit(result.support, limit=limit)
+    blended = Image.fromarray(blend_overlay(pixels, values, scale_limit, opacity))
+    if blended.width < OVERLAY_MIN_WIDTH:
+        factor = OVERLAY_MIN_WIDTH / blended.width
+        blended = blended.resize((OVERLAY_MIN_WIDTH, max(1, round(blended.height * factor))), Image.Resampling.NEAREST)
+    width = blended.width
+    legend = _Canvas(BAR_HEIGHT + 64, width)
+    bar_width = min(width - 2 * MARGIN, 520)
+    x = (width - bar_width) // 2
+    caption = f"{result.model_name}: {result.target_name} ({result.probability:.1%}), {result.passes} passes"
+    y = legend.text((x, 6), caption, 14, TEXT, bar_width)
+    unit_scale, unit = support_unit(result)
+    bottom = _colour_bar(legend, x, y + 2, bar_width, scale_limit * unit_scale, unit)
+    sheet = Image.new("RGB", (width, blended.height + bottom + 6), BACKGROUND)
+    sheet.paste(blended, (0, 0))
+    sheet.paste(legend.image.crop((0, 0, width, bottom + 6)), (0, blended.height))
+    return to_png_bytes(np.asarray(sheet))
 
 
 # --------------------------------------------------------------------------- HTML

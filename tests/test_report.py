@@ -73,15 +73,23 @@ def test_png_report_accepts_a_plain_array_and_refuses_no_results(pair):
         report.report_png(synthetic_photo(), [])
 
 
-def test_overlay_png_keeps_the_photo_size_and_colours(photo, pair):
+def test_overlay_png_is_the_blended_photo_above_a_colour_bar(photo, pair):
+    big = np.asarray(Image.fromarray(photo.pixels).resize((640, 480), Image.Resampling.NEAREST))
+    image = np.asarray(decode_png(report.overlay_png(big, pair[0])))
+    assert image.shape[1] == 640 and image.shape[0] > 480 + report.BAR_HEIGHT  # the legend strip below
+    support = report.map_to_photo(pair[0].support, (480, 640), "squash")
+    expected = blend_overlay(big, support, float(np.abs(pair[0].support).max()))
+    assert np.array_equal(image[:480], expected)
+    assert not np.array_equal(expected, big)
+    fixed = np.asarray(decode_png(report.overlay_png(big, pair[0], limit=10.0, opacity=0.0)))
+    assert np.array_equal(fixed[:480], big)
+    bar = fixed[480:]
+    assert (bar[..., 0].astype(int) - bar[..., 2] > 100).any() and (bar[..., 2].astype(int) - bar[..., 0] > 100).any()
+
+
+def test_overlay_png_enlarges_small_photos_for_a_legible_legend(photo, pair):
     image = decode_png(report.overlay_png(photo, pair[0]))
-    assert image.size == (photo.width, photo.height)
-    support = report.map_to_photo(pair[0].support, (photo.height, photo.width), "squash")
-    expected = blend_overlay(photo.pixels, support, float(np.abs(pair[0].support).max()))
-    assert np.array_equal(np.asarray(image), expected)
-    assert not np.array_equal(expected, photo.pixels)
-    fixed = decode_png(report.overlay_png(photo, pair[0], limit=10.0, opacity=0.0))
-    assert np.array_equal(np.asarray(fixed), photo.pixels)
+    assert image.width == report.OVERLAY_MIN_WIDTH and image.height > photo.height
 
 
 def test_ascii_text_for_the_default_font():

@@ -23,6 +23,7 @@ from . import __version__
 from .errors import BudgetError, CancelledError, ParameterError
 from .fills import DEFAULT_FILL, Fill, fill_canvas, fill_label, normalize_fill
 from .images import LoadedImage, fit_image, load_image
+from .metrics import curve_auc, random_rank, step_counts, support_rank
 from .models import Network, load_model, tf
 from .result import SensitivityResult, validate_score_kind
 from .windows import DEFAULT_SIZES, DEFAULT_STRIDE, cheaper_stride_for_budget, window_grids
@@ -85,6 +86,19 @@ def plan_passes(model: Network, sizes: Sequence[float] = DEFAULT_SIZES, stride: 
     return sum(grid.count for grid in window_grids(height, width, sizes, stride))
 
 
+def _pipeline(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """Prefetch one batch ahead, with tf.data's default rewrites and autotuning off.
+
+    Those stall iterator creation by ~2.5 s at random on small CPUs (measured: every other map took
+    twice as long); the pipelines here are already minimal.
+    """
+    options = tf.data.Options()
+    options.experimental_optimization.apply_default_optimizations = False
+    options.autotune.enabled = False
+    options.deterministic = True
+    return dataset.prefetch(1).with_options(options)
+
+
 def occlusion_batches(pixels: np.ndarray, canvas: np.ndarray, boxes: np.ndarray, batch_size: int) -> tf.data.Dataset:
     """A dataset of ``(batch, H, W, 3)`` float32 covered images, one per box, in box order."""
     height, width = pixels.shape[:2]
@@ -98,14 +112,52 @@ def occlusion_batches(pixels: np.ndarray, canvas: np.ndarray, boxes: np.ndarray,
         inside = (rows >= y0) & (rows < y1) & (cols >= x0) & (cols < x1)
         return tf.where(inside[..., None], fill, image)
 
-    dataset = tf.data.Dataset.from_tensor_slices(tf.constant(boxes, tf.int32)).batch(batch_size).map(cover).prefetch(1)
-    # tf.data's default graph rewrites and autotuning stall iterator creation by ~2.5 s at random on
-    # small CPUs (measured: every other map took twice as long); the pipeline is already minimal.
-    options = tf.data.Options()
-    options.experimental_optimization.apply_default_optimizations = False
-    options.autotune.enabled = False
-    options.deterministic = True
-    return dataset.with_options(options)
+    return _pipeline(tf.data.Dataset.from_tensor_slices(tf.constant(boxes, tf.int32)).batch(batch_size).map(cover))
+
+
+def ordered_batches(
+    base: np.ndarray, replacement: np.ndarray, rank: np.ndarray, counts: np.ndarray, batch_size: int
+) -> tf.data.Dataset:
+    """Images with the ``count`` first-ranked pixels taken from ``replacement``, the rest from ``base``.
+
+    ``rank`` is an ``(H, W)`` int permutation of ``0..H·W−1`` (0 = first); one image per entry of
+    ``counts``. Deletion curves replace the best-supported pixels by the fill; insertion curves
+    restore them into a blurred photo.
+    """
+    base_t = tf.constant(base, tf.float32)
+    replacement_t = tf.constant(replacement, tf.float32)
+    rank_t = tf.constant(rank, tf.int32)[None, :, :, None]
+
+    def reveal(batch_counts: tf.Tensor) -> tf.Tensor:
+        return tf.where(rank_t < batch_counts[:, None, None, None], replacement_t, base_t)
+
+    dataset = tf.data.Dataset.from_tensor_slices(tf.constant(counts, tf.int32)).batch(batch_size).map(reveal)
+    return _pipeline(dataset)
+
+
+def predict_batches(
+    network: Network,
+    batches: tf.data.Dataset,
+    total: int,
+    *,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | Callable[[], bool] | None = None,
+) -> np.ndarray:
+    """Run every batch through the network's compiled call: probabilities ``(total, classes)``."""
+    predict = network.compiled_predict
+    outputs = np.empty((total, network.num_classes), dtype=np.float32)
+    done = 0
+    if progress is not None:
+        progress(0, total)
+    for batch in batches:
+        if _cancelled(cancel):
+            raise CancelledError(f"cancelled after {done} of {total} forward passes")
+        scores = predict(batch).numpy()
+        outputs[done : done + len(scores)] = scores
+        done += len(scores)
+        if progress is not None:
+            progress(done, total)
+    return outputs
 
 
 def run_occlusions(
@@ -119,21 +171,8 @@ def run_occlusions(
     cancel: CancelToken | Callable[[], bool] | None = None,
 ) -> np.ndarray:
     """Probabilities ``(len(boxes), classes)`` of the image with each box covered by the canvas."""
-    predict = network.compiled_predict
-    total = len(boxes)
-    outputs = np.empty((total, network.num_classes), dtype=np.float32)
-    done = 0
-    if progress is not None:
-        progress(0, total)
-    for batch in occlusion_batches(pixels, canvas, boxes, batch_size):
-        if _cancelled(cancel):
-            raise CancelledError(f"cancelled after {done} of {total} forward passes")
-        scores = predict(batch).numpy()
-        outputs[done : done + len(scores)] = scores
-        done += len(scores)
-        if progress is not None:
-            progress(done, total)
-    return outputs
+    batches = occlusion_batches(pixels, canvas, boxes, batch_size)
+    return predict_batches(network, batches, len(boxes), progress=progress, cancel=cancel)
 
 
 def _cancelled(cancel: CancelToken | Callable[[], bool] | None) -> bool:
@@ -229,6 +268,85 @@ def sensitivity_map(
             "device": "GPU" if tf.config.list_logical_devices("GPU") else "CPU",
         },
     )
+
+
+def faithfulness(
+    model: Network | Any,
+    image: LoadedImage | Any,
+    result: SensitivityResult,
+    *,
+    steps: int = 20,
+    random_orders: int = 3,
+    seed: int = 0,
+    batch_size: int | None = None,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | Callable[[], bool] | None = None,
+) -> dict[str, Any]:
+    """Deletion and insertion curves of a map (RISE, Petsiuk et al. 2018), against random orders.
+
+    Deletion: the photo's pixels are replaced by the map's fill in order of decreasing support, in
+    ``steps`` equal steps; a faithful map makes the target probability fall fast (low AUC). Insertion:
+    starting from the blurred photo, the original pixels come back in the same order; a faithful
+    map makes it rise fast (high AUC). Baselines: ``random_orders`` seeded random orders of patches as
+    large as the map's finest cover, averaged.
+    Curves hold the target's probability (0..1) at pixel fractions 0, 1/steps, …, 1; AUCs are the
+    trapezoid areas over the fraction, so they lie in [0, 1]. The numbers are also stored in
+    ``result.metadata["faithfulness"]`` (and so in its ``.npz``). All passes run through the same
+    compiled call as the map: ``2 · (steps + 1) · (1 + random_orders)`` of them.
+    """
+    network = _as_network(model)
+    photo = _as_image(image)
+    if network.input_size != result.input_size:
+        raise ParameterError(f"the map was made on a {result.input_size} grid, this network takes {network.input_size}")
+    if int(random_orders) < 1:
+        raise ParameterError(f"random_orders must be at least 1, got {random_orders!r}")
+    height, width = network.input_size
+    pixels = fit_image(photo, network.input_size, result.fit)
+    deleted = fill_canvas(pixels, result.fill)
+    blurred = fill_canvas(pixels, "blur")
+    counts = step_counts(height * width, steps)
+    block = min(min(grid.window_y, grid.window_x) for grid in result.grids)  # the finest cover, in pixels
+    ranks = [support_rank(result.support)]
+    ranks += [random_rank((height, width), seed + i, block) for i in range(random_orders)]
+    batch_size = auto_batch_size(height, width) if batch_size is None else int(batch_size)
+    total = 2 * len(ranks) * len(counts)
+    done_before = 0
+
+    def curves(base: np.ndarray, replacement: np.ndarray) -> np.ndarray:
+        nonlocal done_before
+        out = []
+        for rank in ranks:
+            offset = done_before
+
+            def report(done: int, _total: int, offset: int = offset) -> None:
+                if progress is not None:
+                    progress(offset + done, total)
+
+            batches = ordered_batches(base, replacement, rank, counts, batch_size)
+            probabilities = predict_batches(network, batches, len(counts), progress=report, cancel=cancel)
+            out.append(probabilities[:, result.target].astype(np.float64))
+            done_before += len(counts)
+        return np.stack(out)
+
+    deletion = curves(pixels, deleted)
+    insertion = curves(blurred, pixels)
+    numbers = {
+        "steps": int(steps),
+        "random_orders": int(random_orders),
+        "seed": int(seed),
+        "fractions": (counts / (height * width)).tolist(),
+        "deletion_curve": deletion[0].tolist(),
+        "insertion_curve": insertion[0].tolist(),
+        "random_deletion_curve": deletion[1:].mean(axis=0).tolist(),
+        "random_insertion_curve": insertion[1:].mean(axis=0).tolist(),
+        "deletion_auc": curve_auc(deletion[0]),
+        "insertion_auc": curve_auc(insertion[0]),
+        "random_deletion_auc": float(np.mean([curve_auc(c) for c in deletion[1:]])),
+        "random_insertion_auc": float(np.mean([curve_auc(c) for c in insertion[1:]])),
+        "passes": total,
+    }
+    result.metadata["faithfulness"] = numbers
+    return numbers
 
 
 def versions() -> dict[str, str]:

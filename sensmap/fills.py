@@ -48,6 +48,7 @@ def normalize_fill(fill: Fill) -> str | tuple[float, float, float]:
 
 
 def _parse_rgb_text(text: str) -> tuple[float, float, float] | None:
+    text = text.removeprefix("rgb")  # the label form written by fill_label, e.g. "rgb(10,200,30)"
     parts = [p for p in text.replace("(", " ").replace(")", " ").replace(",", " ").split() if p]
     if len(parts) != 3:
         return None

@@ -135,3 +135,74 @@ def stability(per_size: Sequence[np.ndarray] | np.ndarray) -> tuple[np.ndarray, 
     spread = (maps - maps[0]).std(axis=0)  # shifted by the first map: exactly 0 where all maps agree
     finite = spread[np.isfinite(spread)]
     return spread, float(finite.mean()) if finite.size else 0.0
+
+
+# --------------------------------------------------------------------------- faithfulness and pointing
+
+
+def support_rank(values: np.ndarray) -> np.ndarray:
+    """``(H, W)`` rank of each pixel by descending value (0 = strongest support); ties in row order."""
+    values = _as_map(values)
+    order = np.argsort(-np.nan_to_num(values, nan=-np.inf).ravel(), kind="stable")
+    rank = np.empty(order.size, dtype=np.int64)
+    rank[order] = np.arange(order.size)
+    return rank.reshape(values.shape)
+
+
+def random_rank(shape: tuple[int, int], seed: int, block: int = 1) -> np.ndarray:
+    """A seeded random ``(H, W)`` pixel ranking in square blocks of ``block`` px (the baseline order).
+
+    Blocks come in random order, pixels inside a block together: removing scattered single pixels
+    destroys a photo far faster than removing the same number of pixels in patches, so the baseline
+    uses patches as coarse as the map's finest cover for an apples-to-apples comparison.
+    """
+    height, width = shape
+    block = max(1, int(block))
+    rows, cols = -(-height // block), -(-width // block)
+    priority = np.random.default_rng(seed).permutation(rows * cols).reshape(rows, cols)
+    per_pixel = np.repeat(np.repeat(priority, block, axis=0), block, axis=1)[:height, :width]
+    return support_rank(-per_pixel.astype(np.float64))
+
+
+def step_counts(pixels: int, steps: int) -> np.ndarray:
+    """Pixel counts ``0 … pixels`` in ``steps`` equal steps (``steps + 1`` values)."""
+    if int(steps) < 1:
+        raise ParameterError(f"steps must be at least 1, got {steps!r}")
+    return np.round(np.linspace(0, pixels, int(steps) + 1)).astype(np.int64)
+
+
+def curve_auc(curve: Sequence[float] | np.ndarray) -> float:
+    """Area under a curve sampled at equal steps over the fraction 0..1 (trapezoid rule).
+
+    For probability curves the area lies in [0, 1].
+    """
+    values = np.asarray(curve, dtype=np.float64)
+    if values.size < 2:
+        raise ParameterError("a curve needs at least two points")
+    return float(np.sum((values[1:] + values[:-1]) / 2) / (values.size - 1))
+
+
+def pointing(values: np.ndarray, box: tuple[float, float, float, float]) -> dict[str, float | bool]:
+    """Pointing check of a map against a box ``(y0, x0, y1, x1)`` in fractions of the map.
+
+    Returns ``share_inside`` (the share of positive support inside the box, 0..1), ``peak_inside``
+    (whether the strongest pixel lies in it) and ``box_area`` (the box's share of the map, the share a
+    map spread evenly would get).
+    """
+    values = _as_map(values)
+    height, width = values.shape
+    y0, x0, y1, x1 = (float(v) for v in box)
+    if not (0 <= y0 < y1 <= 1 and 0 <= x0 < x1 <= 1):
+        raise ParameterError(f"a box needs 0 ≤ y0 < y1 ≤ 1 and 0 ≤ x0 < x1 ≤ 1 (fractions), got {box!r}")
+    inside = np.zeros(values.shape, dtype=bool)
+    rows = slice(int(np.floor(y0 * height)), max(int(np.floor(y0 * height)) + 1, int(np.ceil(y1 * height))))
+    cols = slice(int(np.floor(x0 * width)), max(int(np.floor(x0 * width)) + 1, int(np.ceil(x1 * width))))
+    inside[rows, cols] = True
+    positive = np.clip(np.nan_to_num(values, nan=0.0), 0, None)
+    total = positive.sum()
+    peak = np.unravel_index(np.nanargmax(values), values.shape)
+    return {
+        "share_inside": float(positive[inside].sum() / total) if total > 0 else 0.0,
+        "peak_inside": bool(inside[peak]),
+        "box_area": float(inside.mean()),
+    }

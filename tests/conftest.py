@@ -119,3 +119,46 @@ def train_shortcut_model(epochs: int = 2, learning_rate: float = 0.002):
     accuracy = float((model.predict(test_images, verbose=0).argmax(axis=1) == test_labels).mean())
     assert accuracy > 0.95, f"shortcut CNN did not learn the background shortcut (accuracy {accuracy:.2f})"
     return model
+
+
+def watermark_scenes(count: int, size: int = 32, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Synthetic scenes with a planted local shortcut: a corner mark decides the class.
+
+    Random textured scenes with a random-coloured object; a 8×8 mark in the lower-right corner is red
+    for class 0 and blue for class 1 — nothing else differs between the classes.
+    """
+    rng = np.random.default_rng(seed)
+    images = rng.uniform(40, 215, size=(count, size, size, 3)).astype(np.float32)
+    labels = rng.integers(0, 2, size=count)
+    for i, label in enumerate(labels):
+        y0, x0 = rng.integers(0, size // 2, size=2)
+        images[i, y0 : y0 + size // 3, x0 : x0 + size // 3] = rng.uniform(0, 255, size=3)
+        images[i, -8:, -8:] = (230, 30, 30) if label == 0 else (30, 30, 230)
+    return images, labels
+
+
+@pytest.fixture(scope="session")
+def watermark_model():
+    """A small CNN trained on scenes where only a lower-right corner mark decides the class."""
+    return train_watermark_model()
+
+
+def train_watermark_model():
+    import keras
+
+    keras.utils.set_random_seed(5)
+    images, labels = watermark_scenes(512, seed=3)
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Rescaling(1 / 255)(inputs)
+    x = keras.layers.Conv2D(8, 3, activation="relu", padding="same")(x)
+    x = keras.layers.MaxPooling2D()(x)
+    x = keras.layers.Conv2D(16, 3, activation="relu", padding="same")(x)
+    x = keras.layers.GlobalMaxPooling2D()(x)
+    outputs = keras.layers.Dense(2, activation="softmax")(x)
+    model = keras.Model(inputs, outputs, name="watermark_cnn")
+    model.compile(optimizer=keras.optimizers.Adam(0.003), loss="sparse_categorical_crossentropy")
+    model.fit(images, labels, epochs=4, batch_size=32, verbose=0)
+    test_images, test_labels = watermark_scenes(128, seed=4)
+    accuracy = float((model.predict(test_images, verbose=0).argmax(axis=1) == test_labels).mean())
+    assert accuracy > 0.95, f"watermark CNN did not learn the corner mark (accuracy {accuracy:.2f})"
+    return model

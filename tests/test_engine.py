@@ -275,3 +275,34 @@ def test_result_round_trips_through_npz(mobilenet_025, tmp_path):
     assert again.target_name == result.target_name and again.passes == result.passes
     assert again.metadata["versions"]["keras"] == result.metadata["versions"]["keras"]
     assert again.fill == "blur" and again.top_k(3) == result.top_k(3)
+
+
+def test_faithfulness_of_the_shortcut_map_beats_random_orders(shortcut_model):
+    from sensmap.engine import faithfulness
+
+    network = sensmap.load_model(shortcut_model, preprocess="none", labels=["warm", "cool"])
+    images, _, _ = shortcut_scenes(4, seed=13)
+    for image in images:
+        result = sensmap.sensitivity_map(network, image, sizes=(0.25, 0.125))
+        numbers = faithfulness(network, image, result, steps=16, random_orders=3)
+        assert numbers["deletion_auc"] < numbers["random_deletion_auc"]
+        assert numbers["insertion_auc"] > numbers["random_insertion_auc"]
+        assert len(numbers["deletion_curve"]) == 17 and numbers["fractions"][-1] == 1.0
+        assert 0 <= numbers["deletion_auc"] <= 1 and 0 <= numbers["insertion_auc"] <= 1
+        assert numbers["passes"] == 2 * 17 * 4
+        assert result.metadata["faithfulness"]["deletion_auc"] == numbers["deletion_auc"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("photo", ["hot_dog.jpg", "coffee.png", "wolf_snow.webp", "cat_720p.jpg", "pets.jpg"])
+def test_faithfulness_on_real_photos(mobilenet_v2, photo):
+    from conftest import shared_photo
+
+    from sensmap.engine import faithfulness
+
+    result = sensmap.sensitivity_map(mobilenet_v2, shared_photo(photo))
+    numbers = faithfulness(mobilenet_v2, shared_photo(photo), result)
+    assert numbers["deletion_auc"] < numbers["random_deletion_auc"]
+    assert numbers["insertion_auc"] > numbers["random_insertion_auc"]
+    again = sensmap.SensitivityResult.load(result.to_npz_bytes())
+    assert again.metadata["faithfulness"]["insertion_auc"] == pytest.approx(numbers["insertion_auc"])

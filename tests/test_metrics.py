@@ -112,3 +112,51 @@ def test_stability_resamples_maps_of_different_shapes():
     spread, score = stability([smooth_map(32, 32), smooth_map(16, 16)])
     assert spread.shape == (16, 16)
     assert 0.0 <= score < 0.05
+
+
+# --------------------------------------------------------------------------- faithfulness helpers and pointing
+
+
+def test_support_rank_orders_by_descending_value_with_stable_ties():
+    from sensmap.metrics import support_rank
+
+    values = np.array([[0.1, 0.5], [0.5, -1.0]])
+    np.testing.assert_array_equal(support_rank(values), [[2, 0], [1, 3]])
+
+
+def test_random_rank_is_a_seeded_permutation_in_blocks():
+    from sensmap.metrics import random_rank
+
+    rank = random_rank((6, 7), seed=3, block=3)
+    assert sorted(rank.ravel()) == list(range(42))
+    np.testing.assert_array_equal(rank, random_rank((6, 7), seed=3, block=3))
+    # pixels of one 3×3 block are consecutive in the order
+    block = rank[0:3, 0:3]
+    assert block.max() - block.min() == 8
+    assert not np.array_equal(rank, random_rank((6, 7), seed=4, block=3))
+
+
+def test_step_counts_and_curve_auc():
+    from sensmap.metrics import curve_auc, step_counts
+
+    np.testing.assert_array_equal(step_counts(10, 4), [0, 2, 5, 8, 10])
+    assert curve_auc([1, 1, 1]) == pytest.approx(1.0)
+    assert curve_auc([1, 0]) == pytest.approx(0.5)
+    assert curve_auc([0, 0, 1]) == pytest.approx(0.25)
+    with pytest.raises(ParameterError):
+        step_counts(10, 0)
+
+
+def test_pointing_share_and_peak():
+    from sensmap.metrics import pointing
+
+    values = np.zeros((10, 10))
+    values[1, 1] = 3.0
+    values[8, 8] = 1.0
+    values[5, 5] = -4.0  # inhibiting support is not counted
+    inside = pointing(values, (0.0, 0.0, 0.5, 0.5))
+    assert inside == {"share_inside": 0.75, "peak_inside": True, "box_area": 0.25}
+    outside = pointing(values, (0.5, 0.5, 1.0, 1.0))
+    assert outside["share_inside"] == 0.25 and outside["peak_inside"] is False
+    with pytest.raises(ParameterError):
+        pointing(values, (0.5, 0.5, 0.4, 1.0))

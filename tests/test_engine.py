@@ -306,3 +306,17 @@ def test_faithfulness_on_real_photos(mobilenet_v2, photo):
     assert numbers["insertion_auc"] > numbers["random_insertion_auc"]
     again = sensmap.SensitivityResult.load(result.to_npz_bytes())
     assert again.metadata["faithfulness"]["insertion_auc"] == pytest.approx(numbers["insertion_auc"])
+
+
+def test_one_shared_network_serves_several_threads_exactly():
+    """Several sessions on one cached network at once: each result equals its single-thread result."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    network = sensmap.load_model(build_random_cnn(24, 24, classes=4, seed=9), preprocess="unit")
+    rng = np.random.default_rng(5)
+    images = [rng.integers(0, 256, (24 + i, 30 - i, 3), dtype=np.uint8) for i in range(6)]
+    alone = [sensmap.sensitivity_map(network, image, batch_size=16).support for image in images]
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        together = list(pool.map(lambda image: sensmap.sensitivity_map(network, image, batch_size=16).support, images))
+    for single, shared in zip(alone, together, strict=True):
+        np.testing.assert_allclose(shared, single, atol=1e-6)

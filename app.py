@@ -1,0 +1,17 @@
+"""sensmap dashboard: ``streamlit run app.py`` (or ``bash run.sh``)."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+st.set_page_config(page_title="sensmap", page_icon=":material/target:", layout="wide")
+
+pages = [
+    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("pages/photos.py", title="Photos", icon=":material/photo_library:"),
+    st.Page("pages/networks.py", title="Networks", icon=":material/hub:"),
+    st.Page("pages/map.py", title="Map", icon=":material/layers:"),
+    st.Page("pages/compare.py", title="Compare", icon=":material/compare:"),
+    st.Page("pages/report.py", title="Report", icon=":material/download:"),
+]
+st.navigation(pages).run()

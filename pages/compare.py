@@ -1,0 +1,68 @@
+"""Compare: networks A and B on the same photo, one colour scale, their difference and agreement."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from sensmap import render, ui
+
+st.title("Compare")
+ui.show_stopped_run()
+photo, choice_a, choice_b = ui.active_photo(), ui.network_choice("A"), ui.network_choice("B")
+if photo is None or choice_a is None or choice_b is None:
+    st.info("Compare needs a photo (Photos) and two networks, A and B (Networks).", icon=":material/info:")
+    st.page_link("pages/photos.py" if photo is None else "pages/networks.py", label="Go there", icon=":material/east:")
+    st.stop()
+network_a, network_b = ui.load_network(choice_a), ui.load_network(choice_b)
+if network_a is None or network_b is None:
+    st.stop()
+
+settings = ui.settings()
+target_a = ui.target_for(choice_a, network_a, photo)
+fallback = ui.top_classes(choice_b, network_b, photo)[0][0]
+target_b = ui.same_class(network_b, network_a.labels[target_a], fallback)
+jobs = [(choice_a, network_a, target_a), (choice_b, network_b, target_b)]
+keys = [ui.result_key(choice, photo, settings, target) for choice, _, target in jobs]
+st.caption(
+    ui.plain(f"{photo.name} · class '{network_a.labels[target_a]}' · settings of the Map page: ")
+    + ui.plain(ui.describe_settings(settings))
+)
+missing = [job for job, key in zip(jobs, keys, strict=True) if key not in ui.results()]
+if missing:
+    names = " and ".join(ui.plain(choice.label) for choice, _, _ in missing)
+    run = st.empty()
+    if run.button(f"Run comparison ({names})", type="primary", icon=":material/play_arrow:"):
+        stop = ui.stop_button()
+        if all(ui.run_map_with_progress(c, n, photo, settings, t) is not None for c, n, t in missing):
+            run.empty()
+        stop.empty()
+results = [ui.results().get(key) for key in keys]
+if any(result is None for result in results):
+    st.info("Press **Run comparison** to compute the missing map(s).", icon=":material/info:")
+    st.stop()
+result_a, result_b = results
+
+columns = st.columns(4)
+for column, role, choice, result in zip(columns, "AB", (choice_a, choice_b), results, strict=False):
+    _, name, probability = result.top_k(1)[0]
+    column.metric(f"{role}: {ui.plain(choice.label)}, top-1", name, help=f"probability {ui.percent(probability)}")
+numbers = ui.agreement_numbers(photo, result_a, result_b)
+columns[2].metric(
+    "Spearman rank correlation", f"{numbers['spearman']:+.2f}",
+    help="How similarly the two maps rank the areas: 1 = same order, 0 = unrelated, −1 = opposite.",
+)  # fmt: skip
+columns[3].metric(
+    f"Top {numbers['q']:.0%} overlap (IoU)", f"{numbers['top_iou']:.2f}",
+    help="Intersection over union of the areas each network relies on most: 1 = same area, 0 = disjoint.",
+)  # fmt: skip
+if result_a.target_name != result_b.target_name:
+    st.info(
+        ui.plain(f"{choice_b.label} has no class '{result_a.target_name}': its map is for its own top-1 class."),
+        icon=":material/info:",
+    )
+figure = ui.wrap_subplot_titles(render.compare_figure(photo.image, result_a, result_b))
+st.plotly_chart(figure, key="chart.compare", height=480)
+st.caption(
+    ui.colour_key(result_a.score_kind)
+    + " Difference panel: red where A relies on the area more than B, blue where B relies on it more."
+)

@@ -1,0 +1,197 @@
+"""The dashboard in a real browser: Streamlit server + Debian Chromium driven by Playwright.
+
+Upload a photo through the file input, pick two networks, run a map, compare, download the PNG
+report. Screenshots of every step go to ``test-artifacts/browser/NN-step.png`` (gitignored).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from conftest import REPO, shared_photo
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = REPO / "test-artifacts" / "browser"
+START_TIMEOUT_S = 90
+VIEWPORT = {"width": 1440, "height": 1000}
+STEP_TIMEOUT_MS = 120_000  # a step may load TensorFlow and a network, then run a map on a small CPU
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def server(shared_weights_dir: Path):
+    """``streamlit run app.py`` on a free port with the shared weights; stopped afterwards."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    env = {**os.environ, "SENSMAP_WEIGHTS_DIR": str(shared_weights_dir), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env.pop("SENSMAP_MODELS_DIR", None)
+    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.address", "127.0.0.1",
+               "--server.port", str(port), "--server.headless", "true"]  # fmt: skip
+    log = open(ARTIFACTS / "server.log", "w")  # noqa: SIM115 - closed in finally
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"streamlit exited with code {process.returncode}; see {ARTIFACTS / 'server.log'}")
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"streamlit did not answer {url}/_stcore/health within {START_TIMEOUT_S} s")
+            time.sleep(0.5)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+        log.close()
+
+
+def test_upload_map_compare_and_download_the_report(server: str):
+    if not CHROMIUM.exists():
+        pytest.fail(f"Debian chromium is missing ({CHROMIUM}): install it with `apt-get install chromium`")
+    from PIL import Image
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=STEP_TIMEOUT_MS)
+    args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--no-first-run"]  # fmt: skip
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=args)
+        try:
+            page = browser.new_page(viewport=VIEWPORT, accept_downloads=True)
+            page.set_default_timeout(STEP_TIMEOUT_MS)
+            steps = iter(range(1, 100))
+
+            def idle() -> None:
+                """Wait until the script run started by the last action is over."""
+                page.wait_for_timeout(500)  # the rerun request reaches the server
+                expect(page.get_by_test_id("stApp")).to_have_attribute("data-test-script-state", "notRunning")
+
+            def shot(name: str) -> None:
+                """Screenshot the whole page: Streamlit scrolls inside its main area, so grow the viewport."""
+                idle()
+                height = page.evaluate(
+                    "Math.max(...['stMain', 'stAppViewContainer'].map("
+                    "id => document.querySelector(`[data-testid=${id}]`)?.scrollHeight || 0))"
+                )
+                page.set_viewport_size({"width": VIEWPORT["width"], "height": min(max(height, 600), 6000)})
+                page.wait_for_timeout(800)  # Plotly redraws at the new size
+                page.screenshot(path=ARTIFACTS / f"{next(steps):02d}-{name}.png", full_page=True)
+                page.set_viewport_size(VIEWPORT)
+
+            def open_page(title: str) -> None:
+                page.get_by_test_id("stSidebarNav").get_by_role("link", name=title, exact=True).click()
+                expect(page.get_by_role("heading", level=1).first).to_contain_text(title)
+                idle()
+
+            def choose(label: str, option: str) -> None:
+                box = page.get_by_test_id("stSelectbox").filter(has_text=label)
+                box.locator("input").click()
+                page.keyboard.type(option)
+                page.get_by_role("option", name=re.compile(re.escape(option))).first.click()
+                idle()
+
+            page.goto(server)
+            expect(page.get_by_role("heading", level=1).first).to_contain_text("sensmap")
+            expect(page.get_by_text("MobileNet α0.75 192px").first).to_be_visible()
+            shot("home")
+
+            open_page("Photos")
+            page.get_by_test_id("stFileUploader").locator("input[type=file]").set_input_files(
+                str(shared_photo("hot_dog.jpg"))
+            )
+            expect(page.get_by_test_id("stAlertContentSuccess")).to_contain_text("added hot_dog.jpg")
+            expect(page.get_by_test_id("stImage").first).to_be_visible()
+            shot("photos")
+
+            open_page("Networks")
+            choose("Network A", "MobileNetV2")  # already the default (the first ready network): not loaded yet
+            page.get_by_role("button", name="Load MobileNetV2 now").click()
+            expect(page.get_by_text("MobileNetV2: loaded, input 224×224 px")).to_be_visible()
+            choose("Network B", "MobileNet α0.75 192px")  # a new choice loads at once
+            expect(page.get_by_text("MobileNet α0.75 192px: loaded, input 192×192 px")).to_be_visible()
+            expect(page.get_by_text("MobileNetV2: loaded, input 224×224 px")).to_be_visible()
+            shot("networks")
+
+            open_page("Map")
+            expect(page.get_by_text("forward passes").first).to_be_visible()
+            page.get_by_role("button", name=re.compile("Run map")).click()
+            chart = page.get_by_test_id("stPlotlyChart").locator(".js-plotly-plot .main-svg").first
+            expect(chart).to_be_visible()
+            expect(page.get_by_text("percentage points").first).to_be_visible()
+            shot("map")
+            for view in ("Brightness", "Per cover size", "Label flip"):  # lazy tabs: each click reruns the page
+                page.get_by_role("tab", name=view).click()
+                idle()
+                expect(page.get_by_test_id("stPlotlyChart").locator(".js-plotly-plot .main-svg").first).to_be_visible()
+                shot(f"map-{view.lower().replace(' ', '-')}")
+            page.get_by_role("tab", name="Overlay").click()
+            idle()
+
+            open_page("Compare")
+            page.get_by_role("button", name=re.compile("Run comparison")).click()
+            expect(page.get_by_test_id("stMetric").filter(has_text="Spearman rank correlation")).to_be_visible()
+            expect(page.get_by_test_id("stMetric").filter(has_text="IoU")).to_be_visible()
+            expect(page.get_by_test_id("stPlotlyChart").locator(".js-plotly-plot .main-svg").first).to_be_visible()
+            shot("compare")
+
+            open_page("Report")
+            expect(page.get_by_test_id("stImage").first).to_be_visible()
+            with page.expect_download() as download_info:
+                page.get_by_test_id("stDownloadButton").filter(has_text="PNG report").locator("button").click()
+            download = download_info.value
+            name = download.suggested_filename
+            assert re.fullmatch(r"sensmap-report-MobileNetV2-vs-MobileNet_a0\.75_192px-\d{8}-\d{6}\.png", name), name
+            data = Path(download.path()).read_bytes()
+            with Image.open(io.BytesIO(data)) as report:
+                report.load()
+                assert report.format == "PNG" and report.width >= 800 and report.height >= 600
+            with page.expect_download() as download_info:
+                page.get_by_test_id("stDownloadButton").filter(has_text="HTML report").locator("button").click()
+            html = Path(download_info.value.path()).read_text(encoding="utf-8")
+            assert html.startswith("<!DOCTYPE html>") and "hot_dog.jpg" in html
+            shot("report")
+
+            # Stop: a longer map (cover 1/16 added) is interrupted; the page says so and keeps the last map.
+            open_page("Map")
+            sizes = page.get_by_test_id("stMultiSelect").filter(has_text="Cover sizes")
+            sizes.locator("input").click()
+            page.keyboard.type("1/16")
+            page.get_by_role("option", name="1/16", exact=True).click()
+            page.keyboard.press("Escape")
+            idle()
+            expect(page.get_by_text(re.compile(r"Cost: 1,\d{3} forward passes"))).to_be_visible()
+            page.get_by_role("button", name=re.compile("Run map")).click()
+            expect(page.get_by_test_id("stProgress")).to_be_visible()
+            page.get_by_role("button", name="Stop").click()
+            expect(page.get_by_text(re.compile("Stopped: the map of MobileNetV2 on hot_dog.jpg"))).to_be_visible()
+            expect(page.get_by_text("Showing the last finished map")).to_be_visible()
+            expect(page.get_by_test_id("stPlotlyChart").locator(".js-plotly-plot .main-svg").first).to_be_visible()
+            shot("stopped")
+        finally:
+            browser.close()

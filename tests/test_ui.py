@@ -1,0 +1,236 @@
+"""The Streamlit dashboard through AppTest: pages render, photos, networks, maps, comparison, reports, errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import REPO, shared_photo
+from streamlit.testing.v1 import AppTest
+
+from sensmap import ui
+
+APP = REPO / "app.py"
+TIMEOUT = 120  # seconds per script run: the first run of a test session imports TensorFlow
+SMALL = "MobileNet α0.25 128px"  # the fastest real network in ../shared/weights
+PAGES = ["pages/home.py", "pages/photos.py", "pages/networks.py", "pages/map.py", "pages/compare.py", "pages/report.py"]
+
+
+@pytest.fixture(autouse=True)
+def dashboard_env(monkeypatch, shared_weights_dir: Path) -> None:
+    monkeypatch.setenv("SENSMAP_WEIGHTS_DIR", str(shared_weights_dir))
+    monkeypatch.delenv("SENSMAP_MODELS_DIR", raising=False)
+
+
+def open_app(page: str | None = None) -> AppTest:
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    if page is not None:
+        at.switch_page(page).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def go(at: AppTest, page: str) -> AppTest:
+    at.switch_page(page).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def button(at: AppTest, label: str):
+    found = [b for b in at.button if b.label.startswith(label)]
+    assert found, f"no button {label!r} among {[b.label for b in at.button]}"
+    return found[0]
+
+
+def errors(at: AppTest) -> list[str]:
+    return [e.value for e in at.error]
+
+
+def add_sample(at: AppTest, name: str = "chelsea.jpg") -> AppTest:
+    go(at, "pages/photos.py")
+    button(at, f"Add {name}").click().run()
+    assert not at.exception
+    return at
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_on_a_fresh_session(page):
+    at = open_app(page)
+    assert at.title, "every page has a title"
+    assert not errors(at)
+
+
+def test_home_lists_the_ready_networks():
+    at = open_app()
+    text = " ".join(m.value for m in at.markdown)
+    assert "snow" in text and "MobileNet α0.25 128px" in text
+
+
+def test_photos_page_adds_a_sample_photo():
+    at = add_sample(open_app())
+    photos = at.session_state[ui.K_PHOTOS]
+    assert [entry.name for entry in photos.values()] == ["chelsea.jpg"]
+    assert at.session_state[ui.K_ACTIVE] == next(iter(photos))
+    assert len(at.image) >= 1, "the thumbnail is shown"
+    assert any("CC0" in m.value for m in at.markdown), "the licence of the samples is shown"
+
+
+def test_a_bad_upload_shows_an_error_and_keeps_the_good_photos():
+    at = add_sample(open_app())
+    uploader = at.file_uploader[0]
+    assert uploader.accept_multiple_files
+    uploader.set_value(
+        [
+            ("notes.jpg", b"these are my notes, not a photo\n" * 20, "image/jpeg"),
+            ("hot_dog.jpg", shared_photo("hot_dog.jpg").read_bytes(), "image/jpeg"),
+        ]
+    ).run()
+    assert not at.exception
+    assert len(at.error) == 1 and "notes.jpg" in at.error[0].value
+    assert any("hot" in s.value and "dog.jpg" in s.value for s in at.success)
+    names = [entry.name for entry in at.session_state[ui.K_PHOTOS].values()]
+    assert names == ["chelsea.jpg", "hot_dog.jpg"]
+    assert len(at.file_uploader) == 1 and not at.file_uploader[0].value, "the uploader empties after an upload"
+
+
+def test_the_active_photo_can_be_changed_and_removed():
+    at = add_sample(open_app())
+    button(at, "Add coffee.jpg").click().run()
+    photos = list(at.session_state[ui.K_PHOTOS])
+    button_keys = [b.key for b in at.button if b.label == "Use" and not b.disabled]
+    at.button(key=button_keys[0]).click().run()
+    assert at.session_state[ui.K_ACTIVE] == photos[1]
+    at.button(key=f"w.remove.{photos[1][:16]}").click().run()
+    assert list(at.session_state[ui.K_PHOTOS]) == photos[:1]
+    assert at.session_state[ui.K_ACTIVE] == photos[0]
+
+
+def test_networks_page_groups_the_catalogue_and_lists_ready_networks_first():
+    at = open_app("pages/networks.py")
+    expanders = [e.label for e in at.expander]
+    assert expanders[0].startswith(ui.READY_GROUP)
+    assert any(label.startswith("ResNet") for label in expanders)
+    options = at.selectbox(key="w.network.A").options
+    assert options[0].startswith("MobileNetV2") and "ready" in options[0]
+    assert any(o.startswith(SMALL) for o in options[:4])
+
+
+@pytest.mark.slow
+def test_weights_that_cannot_be_downloaded_show_an_error(monkeypatch, tmp_path):
+    from keras.src.utils import file_utils
+
+    def offline(*args, **kwargs):
+        raise OSError("network is unreachable (test: offline)")
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.setattr(file_utils, "get_file", offline)
+    at = open_app("pages/networks.py")
+    at.selectbox(key="w.network.A").select("ResNet50").run()
+    assert not at.exception
+    assert any("could not get the ImageNet weights for ResNet50" in text for text in errors(at)), errors(at)
+    assert at.session_state[ui.K_NETWORK["A"]].name == "ResNet50", "the choice stays; the error is shown"
+    go(at, "pages/map.py")
+    add_sample(at)
+    go(at, "pages/map.py")
+    assert any("ResNet50" in text for text in errors(at)) and not at.get("plotly_chart")
+
+
+@pytest.mark.slow
+def test_own_models_come_from_the_operators_folder(monkeypatch, tmp_path):
+    from conftest import build_random_cnn
+
+    build_random_cnn(48, 64, classes=3).save(tmp_path / "shapes.keras")
+    (tmp_path / "shapes.txt").write_text("circle\nsquare\ntriangle\n", encoding="utf-8")
+    monkeypatch.setenv("SENSMAP_MODELS_DIR", str(tmp_path))
+    at = open_app("pages/networks.py")
+    assert any(e.label.startswith(ui.OWN_GROUP) for e in at.expander)
+    at.selectbox(key="w.network.B").select("shapes (own model)").run()
+    assert not at.exception and not errors(at), errors(at)
+    captions = [c.value.replace("\\", "") for c in at.caption]  # shown text: Markdown escapes removed
+    assert any("shapes (own model): loaded, input 64×48 px" in c and "3 classes" in c for c in captions), captions
+    add_sample(at)
+    at.session_state[ui.K_NETWORK["A"]] = at.session_state[ui.K_NETWORK["B"]]
+    go(at, "pages/map.py")
+    assert set(at.dataframe[0].value["class"]) <= {"circle", "square", "triangle"}
+
+
+@pytest.mark.slow
+def test_map_compare_and_report_with_real_networks():
+    at = add_sample(open_app())
+    go(at, "pages/networks.py")
+    at.selectbox(key="w.network.A").select(SMALL).run()
+    at.selectbox(key="w.network.B").select("MobileNetV2").run()
+    assert not at.exception and not errors(at)
+    assert any("loaded, input 128×128 px" in c.value for c in at.caption)
+
+    go(at, "pages/map.py")
+    assert at.dataframe, "the top-5 classes are shown"
+    target = at.selectbox(key=[s.key for s in at.selectbox if s.key.startswith("w.target.")][0])
+    assert target.value == at.session_state[ui.K_TOP][next(iter(at.session_state[ui.K_TOP]))][0][0]
+    at.multiselect(key="w.sizes").set_value(["1/2", "1/4"]).run()
+    assert any("forward passes" in c.value for c in at.caption)
+    button(at, "Run map").click().run()
+    assert not at.exception and not errors(at), errors(at)
+    assert len(at.get("plotly_chart")) == 1, "the overlay is drawn"
+    assert any("percentage points" in c.value for c in at.caption), "the colour legend is shown"
+    (key,) = at.session_state[ui.K_RESULTS]
+    assert key.settings[0] == (0.5, 0.25)
+    assert ui.K_RUNNING not in at.session_state
+
+    for view in ("Brightness", "Per cover size", "Label flip"):
+        at.session_state["w.view"] = view
+        at.run()
+        assert not at.exception and len(at.get("plotly_chart")) == 1, view
+
+    # A run interrupted by a click (Stop) leaves the marker behind: the page says so and keeps the map.
+    at.session_state[ui.K_RUNNING] = {"label": f"{SMALL} on chelsea.jpg", "done": 64, "total": 100}
+    at.run()
+    assert any("Stopped" in w.value and "64 of 100" in w.value for w in at.warning)
+    assert len(at.get("plotly_chart")) == 1, "the last good map stays visible"
+
+    go(at, "pages/compare.py")
+    assert not at.metric
+    button(at, "Run comparison").click().run()
+    assert not at.exception and not errors(at), errors(at)
+    labels = [m.label for m in at.metric]
+    assert "Spearman rank correlation" in labels and any("IoU" in label for label in labels)
+    spearman = float(next(m.value for m in at.metric if m.label.startswith("Spearman")))
+    assert -1.0 <= spearman <= 1.0
+    assert len(at.get("plotly_chart")) == 1
+    assert len(at.session_state[ui.K_RESULTS]) == 2
+
+    go(at, "pages/report.py")
+    downloads = at.get("download_button")
+    assert len(downloads) == 4, "PNG, HTML and one .npz per network"
+    assert len(at.image) == 1, "the PNG preview"
+    png = at.session_state[ui.K_REPORTS][tuple(at.session_state[ui.K_RESULTS])]
+    assert png.startswith(b"\x89PNG")
+
+
+def _cancelled_run_script(weights: str) -> None:
+    import streamlit as st
+
+    from sensmap import ui
+
+    ui.add_sample_photo("coffee.jpg")
+    photo = ui.active_photo()
+    choice = ui.NetworkChoice("MobileNet", (("alpha", 0.25), ("input_shape", (128, 128, 3))), weights=weights)
+    network = ui.load_network(choice)
+    calls = []
+
+    def cancel() -> bool:
+        calls.append(1)
+        return len(calls) > 1
+
+    result = ui.run_map_with_progress(choice, network, photo, ui.MapSettings(sizes=(0.25, 0.125)), 0, cancel=cancel)
+    st.write(f"result: {result is None}, stored: {len(ui.results())}, calls: {len(calls)}")
+
+
+@pytest.mark.slow
+def test_a_cancelled_run_says_stopped_and_stores_nothing(shared_weights_dir):
+    weights = str(shared_weights_dir / "mobilenet_v1_0.25_128.weights.h5")
+    at = AppTest.from_function(_cancelled_run_script, args=(weights,), default_timeout=TIMEOUT).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("Stopped" in w.value for w in at.warning)
+    assert at.markdown[-1].value.startswith("result: True, stored: 0, calls: 2")
+    assert ui.K_RUNNING not in at.session_state

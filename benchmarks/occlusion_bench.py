@@ -1,0 +1,216 @@
+"""Occlusion benchmark: sensmap's exact engine against the forward-only ceiling and common baselines.
+
+One process, the same network and photo for every method, run side by side:
+
+(a) ceiling   — the same compiled model call on pre-built distinct occluded inputs (no building cost)
+(b) naive     — one ``model.predict`` per occluded image (timed on a prefix of the windows)
+(c) tf-explain style — build all occluded images in memory, then ``model.predict(batch_size=32)``
+(d) sensmap exact — ``sensmap.sensitivity_map``
+
+Networks: MobileNetV2 with the real shared weights, ResNet50 with ``weights=None`` (timing only).
+Maps: default (sizes 1/2, 1/4, 1/8 → 283 passes) and fine (1/4, 1/8, 1/16 → 1 235 passes).
+Prints passes/s, seconds per map, peak RSS above the start of each method, and ratios; writes JSON and a
+Markdown table. Medians over ``--repeats`` runs. Not a test: tests assert correctness, this prints numbers.
+
+    .venv/bin/python benchmarks/occlusion_bench.py --repeats 3 --out benchmarks/results
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import threading
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+
+import sensmap
+from sensmap.engine import auto_batch_size, fit_image, tf
+from sensmap.fills import fill_canvas
+from sensmap.windows import window_grids
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+MAPS = {"default": (0.5, 0.25, 0.125), "fine": (0.25, 0.125, 0.0625)}
+NAIVE_PREFIX = 60  # windows timed for the one-predict-per-image baseline (it is far too slow for all)
+
+
+class PeakRss:
+    """Samples this process's resident memory every 5 ms; ``peak_mb`` is the peak above the start."""
+
+    def __init__(self) -> None:
+        self.start = self.peak = _rss_bytes()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.005):
+            self.peak = max(self.peak, _rss_bytes())
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, _rss_bytes())
+
+    @property
+    def peak_mb(self) -> float:
+        return (self.peak - self.start) / 2**20
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def occluded(pixels: np.ndarray, canvas: np.ndarray, box: np.ndarray) -> np.ndarray:
+    y0, x0, y1, x1 = box
+    image = pixels.copy()
+    image[y0:y1, x0:x1] = canvas[y0:y1, x0:x1]
+    return image
+
+
+def method_ceiling(network, pixels, canvas, boxes, batch):
+    batches = [
+        np.stack([occluded(pixels, canvas, b) for b in boxes[i : i + batch]]) for i in range(0, len(boxes), batch)
+    ]
+    tensors = [tf.constant(b) for b in batches]
+    network.compiled_predict(tensors[0])  # traced already; keep the first call out of the timing
+    start = time.perf_counter()
+    for tensor in tensors:
+        network.compiled_predict(tensor).numpy()
+    return time.perf_counter() - start, len(boxes)
+
+
+def method_naive(network, pixels, canvas, boxes, batch):
+    model, preprocess = network.model, network.preprocess
+    subset = boxes[:NAIVE_PREFIX]
+    model.predict(preprocess(tf.constant(pixels[None])), verbose=0)
+    start = time.perf_counter()
+    for box in subset:
+        model.predict(preprocess(tf.constant(occluded(pixels, canvas, box)[None])), verbose=0)
+    return time.perf_counter() - start, len(subset)
+
+
+def method_tf_explain(network, pixels, canvas, boxes, batch):
+    model, preprocess = network.model, network.preprocess
+    start = time.perf_counter()
+    everything = np.stack([occluded(pixels, canvas, b) for b in boxes])
+    model.predict(preprocess(tf.constant(everything)), batch_size=32, verbose=0)
+    return time.perf_counter() - start, len(boxes)
+
+
+def method_sensmap(network, pixels, canvas, boxes, batch, sizes=None):
+    start = time.perf_counter()
+    result = sensmap.sensitivity_map(network, pixels.astype(np.uint8), sizes=sizes, batch_size=batch)
+    return time.perf_counter() - start, result.passes
+
+
+METHODS = {
+    "a_ceiling": method_ceiling,
+    "b_naive": method_naive,
+    "c_tf_explain": method_tf_explain,
+    "d_sensmap_exact": method_sensmap,
+}
+
+
+def run(network, photo, map_name: str, repeats: int) -> dict:
+    sizes = MAPS[map_name]
+    height, width = network.input_size
+    pixels = np.round(fit_image(photo, network.input_size)).astype(np.float32)
+    canvas = fill_canvas(pixels, "gray")
+    boxes = np.concatenate([grid.boxes for grid in window_grids(height, width, sizes, 0.5)])
+    batch = auto_batch_size(height, width)
+    sensmap.sensitivity_map(network, pixels.astype(np.uint8), sizes=(0.5,))  # warm up: trace, allocate
+    rows = {}
+    for name, method in METHODS.items():
+        rates, seconds, peaks = [], [], []
+        for _ in range(repeats):
+            with PeakRss() as rss:
+                if name == "d_sensmap_exact":
+                    elapsed, passes = method(network, pixels, canvas, boxes, batch, sizes)
+                else:
+                    elapsed, passes = method(network, pixels, canvas, boxes, batch)
+            rates.append(passes / elapsed)
+            seconds.append(elapsed * len(boxes) / passes)  # per whole map
+            peaks.append(rss.peak_mb)
+        rows[name] = {
+            "passes_per_s": statistics.median(rates),
+            "seconds_per_map": statistics.median(seconds),
+            "peak_rss_mb": max(peaks),
+            "runs": repeats,
+            "timed_passes": passes,
+        }
+    exact = rows["d_sensmap_exact"]["passes_per_s"]
+    for row in rows.values():
+        row["sensmap_speedup"] = exact / row["passes_per_s"]
+    return {"passes": len(boxes), "batch_size": batch, "methods": rows}
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpus = tf.config.list_logical_devices("GPU")
+    device = f"GPU {gpus[0].name}" if gpus else "no GPU"
+    return f"{cpu}, {os.cpu_count()} cores, {device}, TF {tf.__version__}, Python {platform.python_version()}"
+
+
+def markdown(report: dict) -> str:
+    lines = [f"Machine: {report['machine']}  ", f"Photo: {report['photo']}; medians of {report['repeats']} runs.", ""]
+    lines.append("| network | map | passes | method | passes/s | s/map | peak RSS (MB) | sensmap exact ÷ method |")
+    lines.append("|---|---|---:|---|---:|---:|---:|---:|")
+    for key, entry in report["results"].items():
+        network, map_name = key.split("/")
+        for name, row in entry["methods"].items():
+            lines.append(
+                f"| {network} | {map_name} | {entry['passes']} | {name} | {row['passes_per_s']:.1f} | "
+                f"{row['seconds_per_map']:.2f} | {row['peak_rss_mb']:.0f} | {row['sensmap_speedup']:.2f}× |"
+            )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--photo", default=str(SHARED / "photos" / "hot_dog.jpg"))
+    parser.add_argument("--networks", nargs="+", default=["MobileNetV2", "ResNet50"])
+    parser.add_argument("--maps", nargs="+", default=list(MAPS), choices=list(MAPS))
+    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
+    args = parser.parse_args()
+    photo = sensmap.load_image(args.photo)
+    report = {"machine": machine(), "photo": Path(args.photo).name, "repeats": args.repeats, "results": {}}
+    for name in args.networks:
+        if name == "MobileNetV2":
+            network = sensmap.load_model(name, weights=SHARED / "weights" / "mobilenet_v2_1.0_224.weights.h5")
+        else:
+            network = sensmap.load_model(name, weights=None)
+        for map_name in args.maps:
+            entry = run(network, photo, map_name, args.repeats)
+            report["results"][f"{name}/{map_name}"] = entry
+            print(f"{name} {map_name}: " + ", ".join(
+                f"{m} {r['passes_per_s']:.1f}/s" for m, r in entry["methods"].items()), flush=True)  # fmt: skip
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "occlusion_bench.json").write_text(json.dumps(report, indent=2))
+    table = markdown(report)
+    (out / "occlusion_bench.md").write_text(table + "\n")
+    print(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -99,25 +99,30 @@ def shortcut_model():
 
 
 def train_shortcut_model(epochs: int = 2, learning_rate: float = 0.002):
+    images, labels, _ = shortcut_scenes(768, seed=1)
+    test_images, test_labels, _ = shortcut_scenes(128, seed=2)
+    return train_small_cnn(
+        "shortcut_cnn", images, labels, test_images, test_labels, "average", epochs, learning_rate, 7
+    )
+
+
+def train_small_cnn(name, images, labels, test_images, test_labels, pooling, epochs, learning_rate, seed):
+    """Train a two-convolution CNN on 32×32 scenes (seconds on CPU); fail loudly if it did not learn."""
     import keras
 
-    keras.utils.set_random_seed(7)
-    images, labels, _ = shortcut_scenes(768, seed=1)
+    keras.utils.set_random_seed(seed)
     inputs = keras.Input((32, 32, 3))
     x = keras.layers.Rescaling(1 / 255)(inputs)
     x = keras.layers.Conv2D(8, 3, activation="relu", padding="same")(x)
     x = keras.layers.MaxPooling2D()(x)
     x = keras.layers.Conv2D(16, 3, activation="relu", padding="same")(x)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    outputs = keras.layers.Dense(2, activation="softmax")(x)
-    model = keras.Model(inputs, outputs, name="shortcut_cnn")
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
-    )
+    pool = keras.layers.GlobalAveragePooling2D() if pooling == "average" else keras.layers.GlobalMaxPooling2D()
+    outputs = keras.layers.Dense(2, activation="softmax")(pool(x))
+    model = keras.Model(inputs, outputs, name=name)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy")
     model.fit(images, labels, epochs=epochs, batch_size=32, verbose=0)
-    test_images, test_labels, _ = shortcut_scenes(128, seed=2)
     accuracy = float((model.predict(test_images, verbose=0).argmax(axis=1) == test_labels).mean())
-    assert accuracy > 0.95, f"shortcut CNN did not learn the background shortcut (accuracy {accuracy:.2f})"
+    assert accuracy > 0.95, f"{name} did not learn its planted shortcut (accuracy {accuracy:.2f})"
     return model
 
 
@@ -144,21 +149,6 @@ def watermark_model():
 
 
 def train_watermark_model():
-    import keras
-
-    keras.utils.set_random_seed(5)
     images, labels = watermark_scenes(512, seed=3)
-    inputs = keras.Input((32, 32, 3))
-    x = keras.layers.Rescaling(1 / 255)(inputs)
-    x = keras.layers.Conv2D(8, 3, activation="relu", padding="same")(x)
-    x = keras.layers.MaxPooling2D()(x)
-    x = keras.layers.Conv2D(16, 3, activation="relu", padding="same")(x)
-    x = keras.layers.GlobalMaxPooling2D()(x)
-    outputs = keras.layers.Dense(2, activation="softmax")(x)
-    model = keras.Model(inputs, outputs, name="watermark_cnn")
-    model.compile(optimizer=keras.optimizers.Adam(0.003), loss="sparse_categorical_crossentropy")
-    model.fit(images, labels, epochs=4, batch_size=32, verbose=0)
     test_images, test_labels = watermark_scenes(128, seed=4)
-    accuracy = float((model.predict(test_images, verbose=0).argmax(axis=1) == test_labels).mean())
-    assert accuracy > 0.95, f"watermark CNN did not learn the corner mark (accuracy {accuracy:.2f})"
-    return model
+    return train_small_cnn("watermark_cnn", images, labels, test_images, test_labels, "max", 4, 0.003, 5)

@@ -36,6 +36,18 @@ from .registry import (  # noqa: E402
     weights_dir_from_env,
 )
 
+
+def _grow_gpu_memory() -> None:
+    """Let TensorFlow take GPU memory as needed, so a dashboard can share the card (no-op without a GPU)."""
+    for gpu in tf.config.list_physical_devices("GPU"):
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError:  # the GPU was initialised already; its setting stays
+            pass
+
+
+_grow_gpu_memory()
+
 PREPROCESS_MODES: dict[str, str] = {
     "none": "raw pixels 0..255",
     "tf": "scaled to -1..1",

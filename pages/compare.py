@@ -1,4 +1,4 @@
-"""Compare: networks A and B on the same photo, one colour scale, their difference and agreement."""
+"""Compare: networks A and B on the same photo, one colour scale, their difference, agreement and faithfulness."""
 
 from __future__ import annotations
 
@@ -43,9 +43,18 @@ if any(result is None for result in results):
 result_a, result_b = results
 
 columns = st.columns(4)
-for column, role, choice, result in zip(columns, "AB", (choice_a, choice_b), results, strict=False):
+for column, role, (choice, network, _), result in zip(columns, "AB", jobs, results, strict=False):
     _, name, probability = result.top_k(1)[0]
     column.metric(f"{role}: {ui.plain(choice.label)}, top-1", name, help=f"probability {ui.percent(probability)}")
+    faithfulness = render.faithfulness_numbers(result)
+    with column:
+        if faithfulness is None:
+            ui.faithfulness_button(choice, network, photo, result, key=f"w.faithfulness.{role}")
+        else:
+            st.caption(
+                ui.plain(render.auc_summary(faithfulness)),
+                help=f"{render.FAITHFUL_READING}. {render.faithfulness_verdict(faithfulness)}",
+            )
 numbers = ui.agreement_numbers(photo, result_a, result_b)
 columns[2].metric(
     "Spearman rank correlation", f"{numbers['spearman']:+.2f}",

@@ -1,4 +1,4 @@
-"""Map: the active photo explained by network A — top-5, target class, settings, run, views."""
+"""Map: the active photo explained by network A — top-5, target class, settings, run, views, trust checks."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ with left:
         hide_index=True,
         width="stretch",
     )
+    story_slot = st.empty()  # the story in words, once a map is shown
 with right:
     top_p = {index: p for index, _, p in top}
     target = st.selectbox(
@@ -61,12 +62,12 @@ with right:
     settings = ui.MapSettings(tuple(sorted((ui.SIZE_CHOICES[s] for s in sizes), reverse=True)),
                               ui.STRIDE_CHOICES[stride], fill, colour, score)  # fmt: skip
     ui.set_settings(settings)
-    passes, seconds = ui.cost_preview(choice, network, settings)
+    cost = ui.cost_preview(choice, network, settings)
     key = ui.result_key(choice, photo, settings, target)
     ready = key in ui.results()
     st.caption(
-        f"Cost: {passes:,} forward passes, about {seconds:.0f} s on this machine"
-        + (" · this map is ready" if ready else "")
+        f"Cost: {cost.passes:,} forward passes ({cost.map_passes:,} for the map + {cost.check_passes} for its "
+        f"faithfulness check), about {cost.seconds:.0f} s on this machine" + (" · this map is ready" if ready else "")
     )
     if st.button("Run map", type="primary", icon=":material/play_arrow:", disabled=ready):
         stop = ui.stop_button()
@@ -83,8 +84,11 @@ if not exact:
         "Press **Run map** to update it.",
         icon=":material/history:",
     )
+story_slot.info(ui.plain(ui.story_text(result)), icon=":material/record_voice_over:")
+shown_key = key if exact else ui.last_key(photo, choice)
 st.caption(ui.colour_key(result.score_kind))
-tabs = st.tabs(["Overlay", "Brightness", "Per cover size", "Label flip"], key="w.view", on_change="rerun")
+views = ["Overlay", "Brightness", "Per cover size", "Label flip", "Faithfulness", "Stability"]
+tabs = st.tabs(views, key="w.view", on_change="rerun")
 with tabs[0]:
     if tabs[0].open:
         opacity = st.slider("Map opacity", 0.0, 1.0, render.DEFAULT_OPACITY, 0.05, key="w.opacity",
@@ -101,3 +105,91 @@ with tabs[3]:
         size = st.selectbox("Cover size", range(len(result.sizes)), index=len(result.sizes) - 1,
                             format_func=lambda i: render.cover_title(result, i), key="w.flip_size")  # fmt: skip
         st.plotly_chart(render.label_flip_figure(result, size), key="chart.label_flip", height=560)
+with tabs[4]:
+    if tabs[4].open:
+        numbers = render.faithfulness_numbers(result)
+        if numbers is None:
+            st.info("The faithfulness check of this map was stopped before it finished.", icon=":material/info:")
+            ui.faithfulness_button(choice, network, photo, result, key="w.faithfulness")
+        else:
+            columns = st.columns(4)
+            columns[0].metric(
+                "Deletion AUC", f"{numbers['deletion_auc']:.3f}", delta_color="inverse",
+                delta=f"{numbers['deletion_auc'] - numbers['random_deletion_auc']:+.3f} vs random",
+                help="Area under the class probability as the map's strongest pixels are removed first: "
+                "lower = faithful.",
+            )  # fmt: skip
+            columns[1].metric("Deletion AUC, random order", f"{numbers['random_deletion_auc']:.3f}")
+            columns[2].metric(
+                "Insertion AUC", f"{numbers['insertion_auc']:.3f}",
+                delta=f"{numbers['insertion_auc'] - numbers['random_insertion_auc']:+.3f} vs random",
+                help="Area under the class probability as the map's strongest pixels come back first into the "
+                "blurred photo: higher = faithful.",
+            )  # fmt: skip
+            columns[3].metric("Insertion AUC, random order", f"{numbers['random_insertion_auc']:.3f}")
+            st.caption(
+                f"Reading: {render.FAITHFUL_READING}. {render.faithfulness_verdict(numbers)} "
+                f"({numbers['passes']} forward passes, {numbers['random_orders']} random orders of patches as large "
+                "as the finest cover.)"
+            )
+            st.plotly_chart(render.faithfulness_figure(result), key="chart.faithfulness", height=480)
+with tabs[5]:
+    if tabs[5].open:
+        spread, score, across = ui.stability_numbers(shown_key, result)
+        factor, unit = render.support_unit(result)
+        st.metric(
+            "Mean spread of the map", render.format_value(score * factor, unit, sign=False),
+            help="Per pixel, the standard deviation of the support across the maps (cover sizes, and fills when "
+            "maps with other fills were run); averaged over the image. 0 = every map agrees.",
+        )  # fmt: skip
+        hint = "" if " fills " in across else " Run the same map with another fill to include fills."
+        st.caption(
+            ui.plain(f"Across {across}.")
+            + " Dark areas change from map to map: the explanation is unreliable there."
+            + hint
+        )
+        figure = render.stability_figure(photo.image, result, spread=spread, score=score, across=across)
+        st.plotly_chart(figure, key="chart.stability", height=640)
+
+st.subheader("Pointing check")
+st.caption(
+    "Does the map point at the object? Drag a box around it on the photo (or type its edges): the share of the "
+    "map's positive support inside the box, and whether its strongest point falls inside."
+)
+chart_column, side = st.columns([3, 2], gap="large")
+box = ui.pointing_box(photo)
+with side:
+    typed = ui.box_inputs(photo, box)
+if typed is not None and not ui.same_box(typed, box):
+    ui.set_pointing_box(photo, typed)
+    box = typed
+with chart_column:
+    event = st.plotly_chart(
+        render.pointing_figure(photo.image, box, result), key="chart.pointing", height=520,
+        on_select="rerun", selection_mode="box",
+    )  # fmt: skip
+picked = ui.box_from_selection(event.selection, photo.image.pixels.shape[:2])
+if picked is not None and not ui.same_box(picked, box):
+    ui.set_pointing_box(photo, picked, refresh_inputs=True)
+    st.rerun()
+with side:
+    numbers = ui.apply_pointing(result, box)
+    if box is None:
+        st.caption("No box yet.")
+    elif numbers is None:
+        st.warning("The network does not see this box (it lies outside its crop).", icon=":material/warning:")
+    else:
+        first, second, third = st.columns(3)
+        first.metric("Support inside", f"{numbers['share_inside']:.0%}", help="Share of the positive support.")
+        second.metric("Peak inside", "yes" if numbers["peak_inside"] else "no", help="The strongest point (✕).")
+        third.metric("Box area", f"{numbers['box_area']:.0%}", help="A map spread evenly would put this share inside.")
+        verdict = "points at the box" if numbers["share_inside"] > numbers["box_area"] else "does not point at the box"
+        st.caption(
+            f"{numbers['share_inside']:.0%} of the positive support lies in a box covering {numbers['box_area']:.0%} "
+            f"of the image: the map {verdict}."
+        )
+    if box is not None:
+        st.button(
+            "Clear box", icon=":material/close:", key="w.box.clear",
+            on_click=ui.set_pointing_box, args=(photo, None), kwargs={"refresh_inputs": True},
+        )  # fmt: skip

@@ -125,6 +125,11 @@ def plotly_colorscale(transparent: bool = False, steps: int = 21) -> list[list]:
     rgb, alpha = diverging_rgba(positions * 2.0 - 1.0, 1.0)
     if not transparent:
         alpha = np.ones_like(alpha)
+    return _colorscale(positions, rgb, alpha)
+
+
+def _colorscale(positions: np.ndarray, rgb: np.ndarray, alpha: np.ndarray) -> list[list]:
+    """A Plotly colour scale ``[[position, "rgba(…)"], …]`` from positions, 0..255 colours and alphas."""
     return [
         [float(p), f"rgba({r:.0f},{g:.0f},{b:.0f},{a:.3f})"]
         for p, (r, g, b), a in zip(positions, rgb, alpha, strict=True)
@@ -530,3 +535,231 @@ def _compare_title(result: SensitivityResult) -> str:
     _, top_name, top_p = result.top_k(1)[0]
     title = f"{plain(result.model_name)}: {plain(top_name)} {top_p:.0%}"
     return title if result.target_name == top_name else f"{title} (map for '{plain(result.target_name)}')"
+
+
+# --------------------------------------------------------------------------- trust: faithfulness, stability, pointing
+
+MAP_CURVE_COLOUR = (178, 24, 43)
+"""Colour (r, g, b) of the map-order deletion/insertion curves (the PNG report draws them too)."""
+RANDOM_CURVE_COLOUR = (120, 120, 120)
+"""Colour of the random-order baselines."""
+FAITHFUL_READING = "deletion AUC below random and insertion AUC above random = the map is faithful"
+
+# ColorBrewer BuPu (sequential, colour-blind safe): clear = the map is the same at every cover size.
+SEQUENTIAL_STOPS: tuple[tuple[float, tuple[int, int, int]], ...] = (
+    (0.0, (247, 252, 253)),
+    (0.25, (158, 188, 218)),
+    (0.5, (140, 150, 198)),
+    (0.75, (136, 65, 157)),
+    (1.0, (77, 0, 75)),
+)
+
+
+def _rgb(colour: tuple[int, int, int], alpha: float = 1.0) -> str:
+    return f"rgba({colour[0]},{colour[1]},{colour[2]},{alpha:g})"
+
+
+def faithfulness_numbers(result: SensitivityResult) -> dict | None:
+    """The :func:`sensmap.faithfulness` numbers kept in the result's metadata, or None."""
+    numbers = (result.metadata or {}).get("faithfulness")
+    return numbers if isinstance(numbers, dict) and "deletion_auc" in numbers else None
+
+
+def faithfulness_verdict(numbers: dict) -> str:
+    """One sentence reading the four AUCs (deletion: lower is better; insertion: higher is better)."""
+    deletion = numbers["deletion_auc"] < numbers["random_deletion_auc"]
+    insertion = numbers["insertion_auc"] > numbers["random_insertion_auc"]
+    if deletion and insertion:
+        return (
+            "Faithful. Removing the map's areas first drops the class faster than random orders do, "
+            "and restoring them first brings it back faster."
+        )
+    if deletion or insertion:
+        better = "deletion" if deletion else "insertion"
+        return f"Partly faithful. Only the {better} curve beats random orders; read the map with care."
+    return "Not faithful. Random orders of the pixels do as well as the map's order; do not trust this map."
+
+
+def auc_summary(numbers: dict) -> str:
+    """``deletion AUC 0.12 (random 0.30) · insertion AUC 0.55 (random 0.41)``."""
+    return (
+        f"deletion AUC {numbers['deletion_auc']:.2f} (random {numbers['random_deletion_auc']:.2f}) · "
+        f"insertion AUC {numbers['insertion_auc']:.2f} (random {numbers['random_insertion_auc']:.2f})"
+    )
+
+
+def faithfulness_figure(result: SensitivityResult) -> go.Figure:
+    """Deletion and insertion curves of the map against the random-order baselines.
+
+    x: the fraction of pixels removed (deletion: replaced by the fill in order of decreasing support)
+    or inserted (insertion: restored into the blurred photo in that order); y: the probability of the
+    target class. The AUCs are in the legend. Needs ``result.metadata["faithfulness"]``
+    (:func:`sensmap.faithfulness`).
+    """
+    numbers = faithfulness_numbers(result)
+    if numbers is None:
+        raise ParameterError("this result has no faithfulness numbers: run sensmap.faithfulness on it first")
+    fractions = np.asarray(numbers["fractions"], dtype=np.float64)
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        subplot_titles=["Deletion: lower curve = faithful", "Insertion: higher curve = faithful"],
+        horizontal_spacing=0.08,
+    )
+    for column, kind, verb in ((1, "deletion", "removed"), (2, "insertion", "inserted")):
+        for prefix, colour, dash in (("", MAP_CURVE_COLOUR, "solid"), ("random_", RANDOM_CURVE_COLOUR, "dash")):
+            order = "map order" if not prefix else "random order"
+            fig.add_trace(
+                go.Scatter(
+                    x=fractions,
+                    y=numbers[f"{prefix}{kind}_curve"],
+                    mode="lines+markers",
+                    line=dict(color=_rgb(colour), dash=dash, width=2.5 if not prefix else 2),
+                    marker=dict(size=4),
+                    name=f"{kind}, {order} (AUC {numbers[f'{prefix}{kind}_auc']:.3f})",
+                    hovertemplate=f"%{{x:.0%}} of the pixels {verb}<br>p = %{{y:.1%}}<extra>{order}</extra>",
+                ),
+                row=1,
+                col=column,
+            )
+        fig.update_xaxes(title_text=f"fraction of pixels {verb}", tickformat=".0%", range=[0, 1], row=1, col=column)
+    fig.update_yaxes(title_text=f"probability of '{plain(result.target_name)}'", row=1, col=1)
+    fig.update_yaxes(range=[-0.02, 1.02], tickformat=".0%")
+    caption = FAITHFUL_READING + f" · {numbers.get('random_orders', '?')} random orders averaged"
+    fig.update_layout(
+        title=_title(f"{_result_name(result)}, faithfulness", caption),
+        legend=dict(orientation="h", yanchor="top", y=-0.2, x=0),
+        **{**_LAYOUT, "margin": dict(l=10, r=10, t=100, b=10)},
+    )
+    return fig
+
+
+def sequential_colorscale(transparent: bool = True, steps: int = 11) -> list[list]:
+    """:data:`SEQUENTIAL_STOPS` as a Plotly colour scale; ``transparent`` fades linearly from see-through at 0
+    (a spread map is high over large areas: a steeper ramp would hide the photo)."""
+    positions = np.linspace(0.0, 1.0, steps)
+    stops = np.array([p for p, _ in SEQUENTIAL_STOPS])
+    colours = np.array([c for _, c in SEQUENTIAL_STOPS], dtype=np.float64)
+    rgb = np.stack([np.interp(positions, stops, colours[:, i]) for i in range(3)], axis=-1)
+    return _colorscale(positions, rgb, positions if transparent else np.ones_like(positions))
+
+
+def stability_figure(
+    photo: LoadedImage | np.ndarray,
+    result: SensitivityResult,
+    *,
+    spread: np.ndarray | None = None,
+    score: float | None = None,
+    across: str = "cover sizes",
+    opacity: float = 0.75,
+) -> go.Figure:
+    """Where the map is unreliable: the per-pixel spread across cover sizes over the photo.
+
+    ``spread`` (network grid, arrays' units) and ``score`` default to
+    :func:`sensmap.metrics.stability` of ``result.per_size``; pass them to show the spread across
+    several maps (e.g. cover sizes and fills, described by ``across``). Shown in pp (or log-odds);
+    clear where every map agrees, dark where they disagree.
+    """
+    from .metrics import stability
+
+    if spread is None or score is None:
+        spread, score = stability(result.per_size)
+    pixels = photo_pixels(photo)
+    factor, unit = support_unit(result)
+    values = map_on_photo(result, np.asarray(spread, dtype=np.float64), pixels.shape[:2]) * factor
+    finite = values[np.isfinite(values)]
+    peak = float(finite.max()) if finite.size and finite.max() > 0 else FALLBACK_LIMIT * factor
+    digits = 1 if unit == "pp" else 2
+    heat = _heatmap(
+        values.astype(np.float32),
+        pixels.shape[:2],
+        zmin=0.0,
+        zmax=peak,
+        colorscale=sequential_colorscale(),
+        opacity=opacity,
+        colorbar=dict(title=dict(text=f"spread ({unit})", side="right"), len=0.9, thickness=14),
+        hovertemplate=f"x %{{x:.0f}} px, y %{{y:.0f}} px<br>spread %{{z:.{digits}f}} {unit}<extra></extra>",
+        zsmooth="best",
+        name="spread",
+    )
+    fig = go.Figure([_photo_trace(pixels), heat])
+    headline = f"{_result_name(result)}, stability: mean spread {format_value(score * factor, unit, sign=False)}"
+    caption = f"spread of the map across {plain(across)} · dark: the explanation changes (unreliable there)"
+    fig.update_layout(title=_title(headline, caption), **_LAYOUT)
+    return _image_axes(fig, [pixels.shape[:2]])
+
+
+def photo_box_to_grid(
+    result: SensitivityResult, box: tuple[float, float, float, float]
+) -> tuple[float, float, float, float] | None:
+    """A box ``(y0, x0, y1, x1)`` in fractions of the photo as fractions of the network grid.
+
+    ``fit="squash"`` keeps the fractions; ``fit="crop"`` maps them through the crop of
+    :func:`sensmap.images.fit_box` and clips them to it. None when no part of the box is seen.
+    """
+    height, width = result.photo_size
+    top, left, bottom, right = fit_box(result.photo_size, result.input_size, result.fit)
+    y0, x0, y1, x1 = (float(v) for v in box)
+    rows = [float(np.clip((v * height - top) / (bottom - top), 0.0, 1.0)) for v in (y0, y1)]
+    cols = [float(np.clip((v * width - left) / (right - left), 0.0, 1.0)) for v in (x0, x1)]
+    if rows[1] - rows[0] <= 1e-9 or cols[1] - cols[0] <= 1e-9:
+        return None
+    return rows[0], cols[0], rows[1], cols[1]
+
+
+def peak_on_photo(result: SensitivityResult) -> tuple[float, float]:
+    """``(y, x)`` photo pixels of the centre of the map's strongest supporting pixel."""
+    grid_h, grid_w = result.input_size
+    row, col = np.unravel_index(int(np.nanargmax(result.support)), result.support.shape)
+    top, left, bottom, right = fit_box(result.photo_size, result.input_size, result.fit)
+    return top + (row + 0.5) * (bottom - top) / grid_h, left + (col + 0.5) * (right - left) / grid_w
+
+
+BOX_COLOUR = "#FFB000"
+"""Outline of the pointing-check box (amber: visible on most photos, not a map colour)."""
+
+
+def pointing_figure(
+    photo: LoadedImage | np.ndarray,
+    box: tuple[float, float, float, float] | None = None,
+    result: SensitivityResult | None = None,
+) -> go.Figure:
+    """The photo to draw a box on (drag mode "select"), with the current box and the map's peak.
+
+    ``box`` is ``(y0, x0, y1, x1)`` in fractions of the photo; with ``result`` its strongest
+    supporting point is marked. Box selections come back in photo pixels (x right, y down).
+    """
+    pixels = photo_pixels(photo)
+    height, width = pixels.shape[:2]
+    traces: list[go.BaseTraceType] = [_photo_trace(pixels)]
+    if result is not None:
+        y, x = peak_on_photo(result)
+        traces.append(
+            go.Scatter(
+                x=[x],
+                y=[y],
+                mode="markers",
+                marker=dict(symbol="x", size=14, color=_rgb(MAP_CURVE_COLOUR), line=dict(width=2, color="white")),
+                name="strongest support",
+                hovertemplate="strongest support of the map<extra></extra>",
+            )
+        )
+    fig = go.Figure(traces)
+    if box is not None:
+        y0, x0, y1, x1 = box
+        fig.add_shape(
+            type="rect",
+            x0=x0 * width,
+            x1=x1 * width,
+            y0=y0 * height,
+            y1=y1 * height,
+            line=dict(color=BOX_COLOUR, width=3),
+        )
+    fig.update_layout(
+        title=_title("Drag a box around the object", "✕ = the map's strongest support" if result else ""),
+        dragmode="select",
+        newselection=dict(line=dict(color=BOX_COLOUR, width=2)),
+        showlegend=False,
+        **_LAYOUT,
+    )
+    return _image_axes(fig, [(height, width)])

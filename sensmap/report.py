@@ -31,19 +31,27 @@ from .metrics import agreement, stability
 from .render import (
     COLOUR_CAPTION,
     DEFAULT_OPACITY,
+    FAITHFUL_READING,
+    MAP_CURVE_COLOUR,
+    RANDOM_CURVE_COLOUR,
     blend_overlay,
     compare_figure,
     cover_title,
+    faithfulness_figure,
+    faithfulness_numbers,
+    faithfulness_verdict,
     format_value,
     label_flip_figure,
     map_on_photo,
     overlay_figure,
     per_size_figure,
     photo_pixels,
+    stability_figure,
     support_unit,
     symmetric_limit,
 )
 from .result import SensitivityResult
+from .story import tell_story
 
 DEFAULT_TITLE = "sensmap report"
 TOP_K = 5
@@ -105,8 +113,6 @@ def parameter_rows(result: SensitivityResult) -> list[tuple[str, str]]:
     meta = result.metadata or {}
     timings = meta.get("timings_s") or {}
     total = timings.get("total") if isinstance(timings, dict) else None
-    factor, unit = support_unit(result)
-    _, spread = stability(result.per_size)
     covers = ", ".join(cover_title(result, i).removeprefix("cover ") for i in range(len(result.sizes)))
     return [
         ("target class", f"{result.target_name} (p = {result.probability:.1%})"),
@@ -118,9 +124,56 @@ def parameter_rows(result: SensitivityResult) -> list[tuple[str, str]]:
         ("forward passes", f"{result.passes:,} (+1 reference)"),
         ("time", f"{float(total):.2f} s" if isinstance(total, (int, float)) else "not recorded"),
         ("device", str(meta.get("device", "not recorded"))),
-        ("stability (mean spread across sizes)", format_value(spread * factor, unit, sign=False)),
         ("versions", versions_text(result)),
     ]
+
+
+def story_text(result: SensitivityResult) -> str:
+    """The story in words: ``metadata["story"]`` (kept by the dashboard), else :func:`sensmap.tell_story`."""
+    story = (result.metadata or {}).get("story")
+    return story if isinstance(story, str) and story else tell_story(result)
+
+
+def trust_rows(result: SensitivityResult) -> list[tuple[str, str]]:
+    """``(name, value)`` rows of how far the map can be trusted (for the PNG and HTML reports).
+
+    The deletion and insertion AUCs against random orders (when ``metadata["faithfulness"]`` is
+    there), the stability across cover sizes (and across fills when ``metadata["stability"]`` says
+    several fills were compared) and the pointing check (when ``metadata["pointing"]`` is there).
+    """
+    meta = result.metadata or {}
+    rows: list[tuple[str, str]] = []
+    numbers = faithfulness_numbers(result)
+    if numbers is None:
+        rows.append(("faithfulness", "not checked (sensmap.faithfulness adds the deletion and insertion AUCs)"))
+    else:
+        rows += [
+            ("deletion AUC", f"{numbers['deletion_auc']:.3f} (random order {numbers['random_deletion_auc']:.3f}; "
+                             "lower = faithful)"),
+            ("insertion AUC", f"{numbers['insertion_auc']:.3f} (random order {numbers['random_insertion_auc']:.3f}; "
+                              "higher = faithful)"),
+            ("faithfulness", faithfulness_verdict(numbers)),
+        ]  # fmt: skip
+    factor, unit = support_unit(result)
+    _, spread = stability(result.per_size)
+    sizes = len(result.sizes)
+    rows.append(
+        ("stability", f"mean spread {format_value(spread * factor, unit, sign=False)} across {sizes} cover sizes")
+    )
+    recorded = meta.get("stability")
+    if isinstance(recorded, dict) and len(recorded.get("fills") or ()) > 1 and "score" in recorded:
+        spread_all = format_value(float(recorded["score"]) * factor, unit, sign=False)
+        rows.append(("stability with fills", f"mean spread {spread_all} across {recorded.get('across', 'fills')}"))
+    pointing = meta.get("pointing")
+    if isinstance(pointing, dict) and "share_inside" in pointing:
+        y0, x0, y1, x1 = (round(100 * v) for v in pointing["box_photo"])
+        rows.append((
+            "pointing check",
+            f"{pointing['share_inside']:.0%} of the positive support inside the box (rows {y0}-{y1} %, columns "
+            f"{x0}-{x1} % of the photo; {pointing['box_area']:.0%} of the image); "
+            f"strongest point inside: {'yes' if pointing['peak_inside'] else 'no'}",
+        ))  # fmt: skip
+    return rows
 
 
 def versions_text(result: SensitivityResult) -> str:
@@ -268,14 +321,72 @@ def _colour_bar(canvas: _Canvas, x: int, y: int, width: int, limit: float, unit:
     return end
 
 
+CURVE_PLOT_SIZE = (IMAGE_BOX[0], 210)
+"""(width, height) of the PNG report's deletion/insertion plot, drawn under the photo."""
+
+
+def _dashed(draw: ImageDraw.ImageDraw, points: Sequence[tuple[float, float]], fill, width: int, dash: int = 6) -> None:
+    """A dashed polyline (Pillow draws only solid lines)."""
+    for (xa, ya), (xb, yb) in zip(points[:-1], points[1:], strict=True):
+        pieces = max(1, int(np.hypot(xb - xa, yb - ya) // dash))
+        for i in range(0, pieces, 2):
+            t0, t1 = i / pieces, min(1.0, (i + 1) / pieces)
+            draw.line([(xa + (xb - xa) * t0, ya + (yb - ya) * t0), (xa + (xb - xa) * t1, ya + (yb - ya) * t1)],
+                      fill=fill, width=width)  # fmt: skip
+
+
+def _curve_plot(numbers: dict, size: tuple[int, int] = CURVE_PLOT_SIZE) -> Image.Image:
+    """Deletion and insertion curves (map order solid, random order dashed), side by side, with their AUCs."""
+    width, height = size
+    canvas = _Canvas(height, width)
+    fractions = np.asarray(numbers["fractions"], dtype=np.float64)
+    panel_w = (width - 24) // 2
+    left_pad, top_pad, bottom_pad = 44, 24, 62
+    panels = (("deletion", "removed", "lower"), ("insertion", "inserted", "higher"))
+    for number, (kind, verb, better) in enumerate(panels):
+        x0 = number * (panel_w + 24) + left_pad
+        x1, y0, y1 = number * (panel_w + 24) + panel_w - 6, top_pad, height - bottom_pad
+        canvas.text((x0 - left_pad, 0), f"{kind.capitalize()} ({better} curve = faithful)", 15, TEXT)
+        canvas.draw.rectangle([x0, y0, x1, y1], outline=RULE)
+        for level in (0.0, 0.5, 1.0):
+            y = y1 - level * (y1 - y0)
+            canvas.draw.line([(x0, y), (x1, y)], fill=RULE)
+            canvas.text((x0 - left_pad, round(y) - 8), f"{level:.0%}", 12, MUTED)
+        canvas.text((x0, y1 + 2), "0", 12, MUTED)
+        canvas.text((x1 - 6, y1 + 2), "1", 12, MUTED)
+        canvas.text((x0 + 24, y1 + 2), f"fraction of pixels {verb}", 12, MUTED)
+
+        def points(curve: Sequence[float], x0=x0, x1=x1, y0=y0, y1=y1) -> list[tuple[float, float]]:
+            values = np.clip(np.asarray(curve, dtype=np.float64), 0.0, 1.0)
+            return [(x0 + f * (x1 - x0), y1 - v * (y1 - y0)) for f, v in zip(fractions, values, strict=True)]
+
+        _dashed(canvas.draw, points(numbers[f"random_{kind}_curve"]), RANDOM_CURVE_COLOUR, 2)
+        canvas.draw.line(points(numbers[f"{kind}_curve"]), fill=MAP_CURVE_COLOUR, width=3, joint="curve")
+        legend_y = y1 + 20
+        canvas.draw.line([(x0, legend_y + 8), (x0 + 22, legend_y + 8)], fill=MAP_CURVE_COLOUR, width=3)
+        canvas.text((x0 + 28, legend_y), f"map order, AUC {numbers[f'{kind}_auc']:.3f}", 13, TEXT)
+        _dashed(canvas.draw, [(x0, legend_y + 27), (x0 + 22, legend_y + 27)], RANDOM_CURVE_COLOUR, 2)
+        canvas.text((x0 + 28, legend_y + 19), f"random order, AUC {numbers[f'random_{kind}_auc']:.3f}", 13, TEXT)
+    return canvas.image
+
+
 def _map_panel(
-    shown: np.ndarray, values: np.ndarray, limit: float, unit: str, lines: Sequence[tuple[str, int, tuple]]
+    shown: np.ndarray,
+    values: np.ndarray,
+    limit: float,
+    unit: str,
+    lines: Sequence[tuple[str, int, tuple]],
+    below: Image.Image | None = None,
 ) -> Image.Image:
-    """Photo with the map ``values`` (display units) blended on it and a colour bar; text ``lines`` beside."""
+    """Photo with the map ``values`` (display units) blended on it and a colour bar (and ``below`` under
+    them); text ``lines`` beside."""
     text_x = MARGIN * 2 + IMAGE_BOX[0]
-    canvas = _Canvas(IMAGE_BOX[1] + 900)
+    canvas = _Canvas(IMAGE_BOX[1] + 1400)
     canvas.image.paste(Image.fromarray(blend_overlay(shown, values, limit, DEFAULT_OPACITY)), (MARGIN, MARGIN))
     bottom = _colour_bar(canvas, MARGIN, MARGIN + shown.shape[0] + 10, shown.shape[1], limit, unit)
+    if below is not None:
+        canvas.image.paste(below, (MARGIN, bottom + 18))
+        bottom += 18 + below.height
     y = MARGIN
     for text, size, colour in lines:
         y = canvas.paragraph((text_x, y), text, PNG_WIDTH - text_x - MARGIN, size, colour) if text else y + size
@@ -292,6 +403,11 @@ def _result_lines(result: SensitivityResult, heading: str) -> list[tuple[str, in
     for rank, (index, name, probability) in enumerate(result.top_k(TOP_K), start=1):
         marker = "  <- target" if index == result.target else ""
         lines.append((f"{rank}. {name}: {probability:.1%}{marker}", 15, TEXT))
+    lines += [("", 12, TEXT), ("In words", 17, TEXT), (story_text(result), 15, TEXT)]
+    lines += [("", 12, TEXT), ("Can the map be trusted?", 17, TEXT)]
+    lines += [(f"{name}: {value}", 15, TEXT) for name, value in trust_rows(result)]
+    if faithfulness_numbers(result) is not None:
+        lines.append((f"({FAITHFUL_READING})", 14, MUTED))
     lines += [("", 12, TEXT), ("Parameters", 17, TEXT)]
     lines += [(f"{name}: {value}", 14, MUTED if name == "versions" else TEXT) for name, value in parameter_rows(result)]
     return lines
@@ -342,8 +458,9 @@ def report_png(
     """A one-page PNG report (Pillow only), returned as PNG bytes without metadata.
 
     Per result: the photo with its map (one shared symmetric colour scale when the results
-    share units), a colour bar in pp, the network, its top-5 classes, the target, the
-    parameters and the versions. With two results also their difference (A − B) and
+    share units), a colour bar in pp, the network, its top-5 classes, the target, the story in
+    words, the trust checks of :func:`trust_rows` (with a small deletion/insertion plot when the
+    faithfulness numbers are there), the parameters and the versions. With two results also their difference (A − B) and
     :func:`sensmap.metrics.agreement` numbers. ``generated`` (default: now) is shown in UTC.
     Text is drawn in ASCII (α→a, ×→x) as Pillow's default font has no other glyphs.
     """
@@ -354,7 +471,10 @@ def report_png(
         factor, unit = support_unit(result)
         values = map_to_photo(result.support, shown.shape[:2], result.fit) * factor
         bound = symmetric_limit(result.support, limit=content.limit) * factor
-        strips.append(_map_panel(shown, values, bound, unit, _result_lines(result, content.heading(number, result))))
+        numbers = faithfulness_numbers(result)
+        curves = _curve_plot(numbers) if numbers is not None else None
+        lines = _result_lines(result, content.heading(number, result))
+        strips.append(_map_panel(shown, values, bound, unit, lines, curves))
     if content.numbers is not None:
         first, second = content.results
         factor, unit = support_unit(first)
@@ -408,7 +528,8 @@ body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; co
 h1 { margin-bottom: 0.2rem; } .muted { color: #6c757d; } .key { margin: 0.5rem 0 1.5rem; }
 table { border-collapse: collapse; margin: 0.5rem 0 1rem; } td, th { padding: 0.2rem 0.8rem 0.2rem 0;
 text-align: left; vertical-align: top; border-bottom: 1px solid #dee2e6; } .tables { display: flex; gap: 3rem;
-flex-wrap: wrap; } section { margin-bottom: 2.5rem; } footer { border-top: 1px solid #dee2e6; padding-top: 0.5rem; }
+flex-wrap: wrap; } section { margin-bottom: 2.5rem; } .story { max-width: 60rem; font-size: 1.1rem; }
+footer { border-top: 1px solid #dee2e6; padding-top: 0.5rem; }
 """
 
 
@@ -441,16 +562,23 @@ def _result_section(photo, result: SensitivityResult, heading: str, limit: float
         (rank, name, f"{p:.1%}", "target" if i == result.target else "")
         for rank, (i, name, p) in enumerate(result.top_k(TOP_K), start=1)
     ]
+    numbers = faithfulness_numbers(result)
     return "".join(
         [
             f"<section><h2>{html.escape(heading)}</h2>",
             f"<p class=\"muted\">map for '{html.escape(result.target_name)}'</p>",
             embed(overlay_figure(photo, result, limit=limit)),
+            f'<h3>In words</h3><p class="story">{html.escape(story_text(result))}</p>',
             '<div class="tables"><div><h3>Top classes (whole photo)</h3>',
             _table(top, ("#", "class", "probability", "")),
+            "</div><div><h3>Can the map be trusted?</h3>",
+            _table(trust_rows(result)),
+            f'<p class="muted">{html.escape(FAITHFUL_READING)}</p>' if numbers is not None else "",
             "</div><div><h3>Parameters</h3>",
             _table(parameter_rows(result)),
             "</div></div>",
+            embed(faithfulness_figure(result), 460) if numbers is not None else "",
+            embed(stability_figure(photo, result), 520),
             embed(per_size_figure(result), 380),
             embed(label_flip_figure(result), 480),
             "</section>",
@@ -468,9 +596,10 @@ def report_html(
 ) -> str:
     """A self-contained interactive HTML report (plotly.js and the photo inline; no CDN, no network).
 
-    Per result: the overlay, top-k and parameter tables, the per-size maps and the label-flip
-    map; with two results first the side-by-side comparison and the agreement numbers. All
-    maps share one colour scale when the results share units.
+    Per result: the overlay, the story in words, top-k, trust-check and parameter tables, the
+    deletion/insertion curves (when the faithfulness numbers are there), the stability map, the
+    per-size maps and the label-flip map; with two results first the side-by-side comparison and
+    the agreement numbers. All maps share one colour scale when the results share units.
     """
     content = _prepare(photo, results, photo_credit, generated)
     embed = _Figures()

@@ -17,6 +17,13 @@ cached, read-only networks of :func:`load_network`):
   ``sensmap.last``: ``{(sha256, network key): ResultKey}`` of the last finished map.
 * ``sensmap.running``: set while a map runs, removed when it ends; still set on the next run
   means the run was interrupted (Stop, or any other click) — see :func:`show_stopped_run`.
+* ``sensmap.boxes``: ``{sha256: (y0, x0, y1, x1)}`` the pointing-check box of each photo, in
+  fractions of the photo; ``sensmap.box_inputs``: ``{sha256: n}`` the generation of its number inputs.
+
+Every finished map also gets, in its ``metadata`` (so the ``.npz`` and the reports carry them):
+``faithfulness`` (:func:`sensmap.faithfulness`, run through the same progress bar), ``story``
+(:func:`sensmap.tell_story`), ``stability`` (:func:`sensmap.metrics.stability` across cover sizes,
+and fills when maps with other fills are cached) and, when the photo has a box, ``pointing``.
 """
 
 from __future__ import annotations
@@ -62,6 +69,11 @@ K_RESULTS = "sensmap.results"
 K_LAST = "sensmap.last"
 K_RUNNING = "sensmap.running"
 K_REPORTS = "sensmap.reports"
+K_BOXES = "sensmap.boxes"
+K_BOX_INPUTS = "sensmap.box_inputs"
+
+FAITHFULNESS_STEPS = 20
+FAITHFULNESS_RANDOM_ORDERS = 3
 
 SIZE_CHOICES: dict[str, float] = {f"1/{n}": 1 / n for n in (2, 3, 4, 6, 8, 12, 16)}
 STRIDE_CHOICES: dict[str, float] = {"1 (side by side)": 1.0, "3/4": 0.75, "1/2": 0.5, "1/3": 1 / 3, "1/4": 0.25}
@@ -410,11 +422,30 @@ def _seconds_per_pass(choice: NetworkChoice) -> float:
     return (time.perf_counter() - started) / len(batch)
 
 
-def cost_preview(choice: NetworkChoice, network: Network, settings: MapSettings) -> tuple[int, float]:
-    """``(forward passes, estimated seconds)`` of a map with these settings (probe timed once per network)."""
+def faithfulness_passes(steps: int = FAITHFULNESS_STEPS, random_orders: int = FAITHFULNESS_RANDOM_ORDERS) -> int:
+    """Forward passes of the faithfulness check run after each map: ``2 · (steps + 1) · (1 + random_orders)``."""
+    return 2 * (steps + 1) * (1 + random_orders)
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What pressing Run map costs: the map's passes, the faithfulness check's, and the time."""
+
+    map_passes: int
+    check_passes: int
+    seconds: float
+
+    @property
+    def passes(self) -> int:
+        return self.map_passes + self.check_passes
+
+
+def cost_preview(choice: NetworkChoice, network: Network, settings: MapSettings) -> Cost:
+    """Forward passes and estimated seconds of a map plus its faithfulness check (probe timed once per network)."""
     height, width = network.input_size
     passes = count_passes(height, width, settings.sizes, settings.stride)
-    return passes, passes * _seconds_per_pass(choice)
+    check = faithfulness_passes()
+    return Cost(passes, check, (passes + check) * _seconds_per_pass(choice))
 
 
 # --------------------------------------------------------------------------- settings and results
@@ -528,6 +559,11 @@ def result_to_show(key: ResultKey) -> tuple[SensitivityResult | None, bool]:
     return (store[last], False) if last in store else (None, False)
 
 
+def last_key(photo: PhotoEntry, choice: NetworkChoice) -> ResultKey | None:
+    """The key of the last finished map of this photo and network (None before any)."""
+    return st.session_state.get(K_LAST, {}).get((photo.sha256, choice.key))
+
+
 def stop_button() -> Any:
     """A Stop button shown while maps run (any click reruns the page, which interrupts the run).
 
@@ -536,6 +572,38 @@ def stop_button() -> Any:
     slot = st.empty()
     slot.button("Stop", icon=":material/stop_circle:", key="w.stop", help="Stop the running map")
     return slot
+
+
+class _RunProgress:
+    """One progress bar over several phases (the map, then its faithfulness check) and the run marker."""
+
+    def __init__(self, label: str, total: int, phase: str) -> None:
+        self.label, self.total = label, total
+        self.running = {"label": label, "done": 0, "total": total, "phase": phase}
+        st.session_state[K_RUNNING] = self.running
+        self.bar = st.progress(0.0, text=plain(f"{label}: starting…"))
+
+    def phase(self, name: str, offset: int) -> Callable[[int, int], None]:
+        """A ``progress(done, total)`` callback for one phase whose passes start at ``offset``."""
+        self.running["phase"] = name
+
+        def progress(done: int, _total: int) -> None:
+            done = offset + done
+            self.running["done"] = done
+            self.bar.progress(
+                min(1.0, done / max(self.total, 1)),
+                text=plain(f"{self.label}: {done:,} of {self.total:,} forward passes ({name})"),
+            )
+
+        return progress
+
+    def close(self) -> None:
+        st.session_state.pop(K_RUNNING, None)
+        self.bar.empty()
+
+    def stopped(self) -> None:
+        self.close()
+        st.warning(plain(_stopped_text(self.running)), icon=":material/stop_circle:")
 
 
 def run_map_with_progress(
@@ -547,51 +615,109 @@ def run_map_with_progress(
     *,
     cancel: Callable[[], bool] | None = None,
 ) -> SensitivityResult | None:
-    """Compute (or fetch) one map with a progress bar; None when it failed or was stopped.
+    """Compute (or fetch) one map and its faithfulness check with a progress bar; None when the map
+    failed or was stopped.
 
     The progress callback updates the bar, and every Streamlit call is a point where a pending
     rerun (the Stop button, or any other click) interrupts the script; ``sensmap.running`` then
     stays set and the next run reports the stop (:func:`show_stopped_run`). ``cancel`` (a
     callable returning True to stop) ends the run with :class:`~sensmap.errors.CancelledError`.
-    Finished maps go into the session's result cache; failures leave earlier results as they are.
+    Finished maps go into the session's result cache (with their story, stability and pointing
+    numbers, see :func:`describe_result`) before the faithfulness check runs, so stopping the check
+    keeps the map; failures leave earlier results as they are.
     """
     from .engine import sensitivity_map
 
     key = result_key(choice, photo, value, target)
     if key in results():
         return results()[key]
-    label = f"{choice.label} on {photo.name}"
-    total = count_passes(*network.input_size, value.sizes, value.stride)
-    running = {"label": label, "done": 0, "total": total}
-    st.session_state[K_RUNNING] = running
-    bar = st.progress(0.0, text=plain(f"{label}: starting…"))
-
-    def progress(done: int, total: int) -> None:
-        running.update(done=done, total=total)
-        bar.progress(done / max(total, 1), text=plain(f"{label}: {done:,} of {total:,} forward passes"))
-
+    map_passes = count_passes(*network.input_size, value.sizes, value.stride)
+    run = _RunProgress(f"{choice.label} on {photo.name}", map_passes + faithfulness_passes(), "map")
+    result = None
     try:
-        result = sensitivity_map(network, photo.image, **value.kwargs(target), progress=progress, cancel=cancel)
+        result = sensitivity_map(
+            network, photo.image, **value.kwargs(target), progress=run.phase("map", 0), cancel=cancel
+        )
+        store_result(key, result)
+        describe_result(key, result)
+        _check_faithfulness(network, photo, result, run.phase("faithfulness check", map_passes), cancel)
     except CancelledError:
-        st.session_state.pop(K_RUNNING, None)
-        bar.empty()
-        st.warning(plain(_stopped_text(running)), icon=":material/stop_circle:")
-        return None
+        run.stopped()
+        return result
     except SensmapError as exc:
-        st.session_state.pop(K_RUNNING, None)
-        bar.empty()
+        run.close()
         show_error(exc)
-        return None
-    st.session_state.pop(K_RUNNING, None)
-    bar.empty()
-    store_result(key, result)
+        return result
+    run.close()
     return result
 
 
+def _check_faithfulness(
+    network: Network,
+    photo: PhotoEntry,
+    result: SensitivityResult,
+    progress: Callable[[int, int], None] | None,
+    cancel: Callable[[], bool] | None,
+) -> dict:
+    from .engine import faithfulness
+
+    return faithfulness(
+        network,
+        photo.image,
+        result,
+        steps=FAITHFULNESS_STEPS,
+        random_orders=FAITHFULNESS_RANDOM_ORDERS,
+        progress=progress,
+        cancel=cancel,
+    )
+
+
+def run_faithfulness_with_progress(
+    choice: NetworkChoice,
+    network: Network,
+    photo: PhotoEntry,
+    result: SensitivityResult,
+    *,
+    cancel: Callable[[], bool] | None = None,
+) -> dict | None:
+    """The faithfulness check of a finished map (when its automatic run was stopped), with a progress bar."""
+    run = _RunProgress(f"{choice.label} on {photo.name}", faithfulness_passes(), "faithfulness check")
+    try:
+        numbers = _check_faithfulness(network, photo, result, run.phase("faithfulness check", 0), cancel)
+    except CancelledError:
+        run.stopped()
+        return None
+    except SensmapError as exc:
+        run.close()
+        show_error(exc)
+        return None
+    run.close()
+    return numbers
+
+
+def faithfulness_button(
+    choice: NetworkChoice, network: Network, photo: PhotoEntry, result: SensitivityResult, key: str
+) -> None:
+    """For a map without faithfulness numbers (its check was stopped): a button that runs the check."""
+    if st.button(f"Check faithfulness ({faithfulness_passes()} forward passes)", key=key, icon=":material/rule:"):
+        stop = stop_button()
+        numbers = run_faithfulness_with_progress(choice, network, photo, result)
+        stop.empty()
+        if numbers is not None:
+            st.rerun()
+
+
 def _stopped_text(running: dict) -> str:
+    phase = running.get("phase", "map")
+    where = f"after {running['done']:,} of {running['total']:,} forward passes"
+    if phase == "map":
+        return (
+            f"Stopped: the map of {running['label']} was interrupted {where}. "
+            "Earlier maps are kept; press Run to start again."
+        )
     return (
-        f"Stopped: the map of {running['label']} was interrupted after {running['done']:,} of "
-        f"{running['total']:,} forward passes. Earlier maps are kept; press Run to start again."
+        f"Stopped: the {phase} of {running['label']} was interrupted {where}. "
+        "The map is kept; run the check from its Faithfulness tab."
     )
 
 
@@ -600,6 +726,153 @@ def show_stopped_run() -> None:
     running = st.session_state.pop(K_RUNNING, None)
     if running:
         st.warning(plain(_stopped_text(running)), icon=":material/stop_circle:")
+
+
+# --------------------------------------------------------------------------- story, stability, pointing
+
+
+def describe_result(key: ResultKey, result: SensitivityResult) -> None:
+    """Add the story, the stability and (when the photo has a box) the pointing numbers to the metadata."""
+    story_text(result)
+    stability_numbers(key, result)
+    apply_pointing(result, st.session_state.get(K_BOXES, {}).get(key.photo))
+
+
+def story_text(result: SensitivityResult) -> str:
+    """:func:`sensmap.tell_story` of the result (kept in ``metadata["story"]``)."""
+    from .story import tell_story
+
+    if not isinstance(result.metadata.get("story"), str):
+        result.metadata["story"] = tell_story(result)
+    return result.metadata["story"]
+
+
+def stability_numbers(key: ResultKey, result: SensitivityResult) -> tuple[np.ndarray, float, str]:
+    """``(spread map, mean spread, across)``: :func:`sensmap.metrics.stability` of the map's per-size maps
+    and those of the cached maps that differ from it only by the fill (same photo, network, class, cover
+    sizes, stride and score). Kept in ``metadata["stability"]`` (arrays' units: probability difference
+    or log-odds)."""
+    from .metrics import stability
+
+    others = [
+        other
+        for other_key, other in results().items()
+        if other_key != key
+        and (other_key.photo, other_key.network, other_key.target) == (key.photo, key.network, key.target)
+        and (other_key.settings[0], other_key.settings[1], other_key.settings[3])
+        == (key.settings[0], key.settings[1], key.settings[3])
+    ]
+    spread, score = stability([m for r in (result, *others) for m in r.per_size])
+    fills = [r.fill for r in (result, *others)]
+    covers = ", ".join(label_for(SIZE_CHOICES, s) for s in result.sizes)
+    across = f"cover sizes {covers}" + (f" and fills {', '.join(fills)}" if others else "")
+    finite = spread[np.isfinite(spread)]
+    result.metadata["stability"] = {
+        "score": score,
+        "max": float(finite.max()) if finite.size else 0.0,
+        "score_kind": result.score_kind,
+        "across": across,
+        "fills": fills,
+        "maps": len(fills) * len(result.sizes),
+    }
+    return spread, score, across
+
+
+def pointing_box(photo: PhotoEntry) -> tuple[float, float, float, float] | None:
+    """The photo's pointing-check box ``(y0, x0, y1, x1)`` in fractions of the photo, or None."""
+    return st.session_state.get(K_BOXES, {}).get(photo.sha256)
+
+
+def same_box(a: Sequence[float] | None, b: Sequence[float] | None, tolerance: float = 5e-4) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    return all(abs(float(u) - float(v)) <= tolerance for u, v in zip(a, b, strict=True))
+
+
+def set_pointing_box(photo: PhotoEntry, box: Sequence[float] | None, *, refresh_inputs: bool = False) -> None:
+    """Store (None: forget) the photo's box and update the pointing numbers of all its maps.
+
+    ``refresh_inputs`` gives the number inputs new keys so they show the new box (after a box
+    drawn on the photo, or cleared).
+    """
+    boxes = _state(K_BOXES, dict)
+    if box is None:
+        boxes.pop(photo.sha256, None)
+    else:
+        boxes[photo.sha256] = tuple(float(v) for v in box)
+    for key, result in results().items():
+        if key.photo == photo.sha256:
+            apply_pointing(result, boxes.get(photo.sha256))
+    if refresh_inputs:
+        generations = _state(K_BOX_INPUTS, dict)
+        generations[photo.sha256] = generations.get(photo.sha256, 0) + 1
+
+
+def apply_pointing(result: SensitivityResult, box: Sequence[float] | None) -> dict | None:
+    """:func:`sensmap.metrics.pointing` of the map against a photo box (kept in ``metadata["pointing"]``).
+
+    None (and no ``pointing`` entry) without a box or when the network sees no part of it (``fit="crop"``).
+    """
+    from .metrics import pointing
+    from .render import photo_box_to_grid
+
+    grid = photo_box_to_grid(result, box) if box is not None else None
+    if grid is None:
+        result.metadata.pop("pointing", None)
+        return None
+    numbers = {"box_photo": [float(v) for v in box], "box_grid": list(grid), **pointing(result.support, grid)}
+    result.metadata["pointing"] = numbers
+    return numbers
+
+
+def box_from_selection(selection: Any, photo_size: tuple[int, int]) -> tuple[float, float, float, float] | None:
+    """The last box of a Plotly box selection (photo pixels) as ``(y0, x0, y1, x1)`` fractions of the photo.
+
+    ``st.plotly_chart(..., on_select="rerun", selection_mode="box")`` returns the selection's boxes
+    as ``{"xref", "yref", "x": [x0, x1], "y": [y0, y1]}`` in data coordinates, corners in drawing
+    order; they are sorted, clipped to the photo and rounded to 0.1 %. None without a usable box.
+    """
+    boxes = (selection or {}).get("box") or []
+    if not boxes:
+        return None
+    last = boxes[-1]
+    xs, ys = list(last.get("x") or []), list(last.get("y") or [])
+    if len(xs) < 2 or len(ys) < 2:
+        return None
+    height, width = photo_size
+    y0, y1 = sorted(round(float(np.clip(float(v) / height, 0.0, 1.0)), 3) for v in ys[:2])
+    x0, x1 = sorted(round(float(np.clip(float(v) / width, 0.0, 1.0)), 3) for v in xs[:2])
+    return (y0, x0, y1, x1) if y1 - y0 >= 0.005 and x1 - x0 >= 0.005 else None
+
+
+BOX_EDGES = (("y0", "top"), ("x0", "left"), ("y1", "bottom"), ("x1", "right"))
+
+
+def box_inputs(photo: PhotoEntry, box: Sequence[float] | None) -> tuple[float, float, float, float] | None:
+    """Four number inputs (top, left, bottom, right in % of the photo): the keyboard way to set the box.
+
+    Returns the typed box (fractions) when all four are filled in and form a box, else None (with a
+    warning for a box whose edges cross).
+    """
+    generation = st.session_state.get(K_BOX_INPUTS, {}).get(photo.sha256, 0)
+    values = []
+    columns = [*st.columns(2), *st.columns(2)]  # top-left corner, then bottom-right corner
+    for column, (edge, word), current in zip(columns, BOX_EDGES, box or (None,) * 4, strict=True):
+        values.append(
+            column.number_input(
+                f"{word} (%)", min_value=0.0, max_value=100.0, step=1.0, format="%.1f",
+                value=None if current is None else round(100 * current, 1),
+                key=f"w.box.{photo.sha256[:16]}.{generation}.{edge}",
+                help=f"The box's {word} edge, in % of the photo's {'height' if edge[0] == 'y' else 'width'}.",
+            )
+        )  # fmt: skip
+    if any(v is None for v in values):
+        return None
+    y0, x0, y1, x1 = (float(v) / 100 for v in values)
+    if y0 >= y1 or x0 >= x1:
+        st.warning("The box needs top < bottom and left < right.", icon=":material/warning:")
+        return None
+    return y0, x0, y1, x1
 
 
 def agreement_numbers(photo: PhotoEntry, result_a: SensitivityResult, result_b: SensitivityResult) -> dict:
@@ -662,13 +935,22 @@ def report_png_cached(photo: PhotoEntry, keys: Sequence[ResultKey]) -> bytes:
     """The PNG report of these results (kept for the session: the preview and the download share it)."""
     from .report import report_png
 
+    for key in keys:  # maps with other fills may have finished since: the stability numbers include them
+        stability_numbers(key, results()[key])
     store = _state(K_REPORTS, dict)
-    cache_key = tuple(keys)
+    cache_key = (tuple(keys), tuple(_trust_fingerprint(results()[k]) for k in keys))
     if cache_key not in store:
         store[cache_key] = report_png(photo.image, [results()[k] for k in keys], photo_credit=photo.credit)
         while len(store) > MAX_REPORTS:
             del store[next(iter(store))]
     return store[cache_key]
+
+
+def _trust_fingerprint(result: SensitivityResult) -> tuple:
+    """What of a result's trust numbers can change after it is made (a report shows the current ones)."""
+    meta = result.metadata
+    box = (meta.get("pointing") or {}).get("box_photo")
+    return (tuple(box) if box else None, (meta.get("stability") or {}).get("score"), "faithfulness" in meta)
 
 
 def percent(value: float) -> str:

@@ -257,3 +257,102 @@ def test_cover_title_for_odd_sizes():
     result = synthetic_result(sizes=(1.0, 0.3))
     assert render.cover_title(result, 0) == "cover 1 (32×24 px)"
     assert render.cover_title(result, 1).startswith("cover 3/10")
+
+
+# --------------------------------------------------------------------------- trust: faithfulness, stability, pointing
+
+
+def with_faithfulness(result: SensitivityResult, faithful: bool = True, steps: int = 20) -> SensitivityResult:
+    """The result with a synthetic ``metadata["faithfulness"]`` as :func:`sensmap.faithfulness` stores it:
+    map-order curves far better (``faithful``) or worse than the random-order baselines."""
+    from sensmap.metrics import curve_auc
+
+    fractions = np.linspace(0.0, 1.0, steps + 1)
+    fast, slow = 0.7 * np.exp(-6 * fractions), 0.7 * (1 - fractions)
+    deletion, random_deletion = (fast, slow) if faithful else (slow, fast)
+    insertion, random_insertion = 0.7 - deletion, 0.7 - random_deletion
+    result.metadata["faithfulness"] = {
+        "steps": steps,
+        "random_orders": 3,
+        "seed": 0,
+        "fractions": fractions.tolist(),
+        "deletion_curve": deletion.tolist(),
+        "insertion_curve": insertion.tolist(),
+        "random_deletion_curve": random_deletion.tolist(),
+        "random_insertion_curve": random_insertion.tolist(),
+        "deletion_auc": curve_auc(deletion),
+        "insertion_auc": curve_auc(insertion),
+        "random_deletion_auc": curve_auc(random_deletion),
+        "random_insertion_auc": curve_auc(random_insertion),
+        "passes": 2 * (steps + 1) * 4,
+    }
+    return result
+
+
+def test_faithfulness_figure_draws_both_curves_against_random_orders():
+    result = with_faithfulness(synthetic_result())
+    numbers = result.metadata["faithfulness"]
+    fig = render.faithfulness_figure(result)
+    assert [trace.type for trace in fig.data] == ["scatter"] * 4
+    names = [trace.name for trace in fig.data]
+    assert names[0] == f"deletion, map order (AUC {numbers['deletion_auc']:.3f})"
+    assert names[1] == f"deletion, random order (AUC {numbers['random_deletion_auc']:.3f})"
+    assert names[3] == f"insertion, random order (AUC {numbers['random_insertion_auc']:.3f})"
+    assert list(fig.data[0].x) == numbers["fractions"] and list(fig.data[2].y) == numbers["insertion_curve"]
+    assert fig.data[1].line.dash == "dash" and fig.data[0].line.dash == "solid"
+    assert fig.layout.xaxis.title.text == "fraction of pixels removed"
+    assert fig.layout.xaxis2.title.text == "fraction of pixels inserted"
+    assert fig.layout.yaxis.title.text == "probability of 'class 0'"
+    assert render.FAITHFUL_READING in fig.layout.title.text
+    with pytest.raises(ParameterError, match="faithfulness"):
+        render.faithfulness_figure(synthetic_result())
+
+
+def test_faithfulness_verdict_and_summary():
+    good = with_faithfulness(synthetic_result()).metadata["faithfulness"]
+    bad = with_faithfulness(synthetic_result(), faithful=False).metadata["faithfulness"]
+    assert render.faithfulness_verdict(good).startswith("Faithful")
+    assert render.faithfulness_verdict(bad).startswith("Not faithful")
+    assert render.faithfulness_verdict({**good, "insertion_auc": 0.0}).startswith("Partly faithful. Only the deletion")
+    assert render.auc_summary(good).startswith(f"deletion AUC {good['deletion_auc']:.2f} (random ")
+
+
+def test_stability_figure_shows_the_spread_in_pp_over_the_photo():
+    from sensmap.metrics import stability
+
+    result = synthetic_result()
+    spread, score = stability(result.per_size)
+    fig = render.stability_figure(synthetic_photo(), result)
+    assert [trace.type for trace in fig.data] == ["image", "heatmap"]
+    heat = fig.data[1]
+    assert heat.zmin == 0 and heat.zmax == pytest.approx(float(spread.max()) * 100, rel=1e-5)
+    assert heat.colorbar.title.text == "spread (pp)" and "pp" in heat.hovertemplate
+    assert heat.colorscale[0][1].endswith(",0.000)") and heat.colorscale[-1][1] == "rgba(77,0,75,1.000)"
+    assert f"mean spread {score * 100:.1f} pp" in fig.layout.title.text
+    across = render.stability_figure(synthetic_photo(), result, spread=spread * 2, score=0.5, across="fills a, b")
+    assert "mean spread 50.0 pp" in across.layout.title.text and "fills a, b" in across.layout.title.text
+
+
+def test_photo_boxes_map_to_the_network_grid():
+    squash = synthetic_result()
+    assert render.photo_box_to_grid(squash, (0.1, 0.2, 0.5, 0.6)) == pytest.approx((0.1, 0.2, 0.5, 0.6))
+    crop = synthetic_result(input_size=(24, 24), photo_size=(48, 96), fit="crop")  # sees columns 24..72 of 96
+    assert render.photo_box_to_grid(crop, (0.0, 0.25, 1.0, 0.5)) == pytest.approx((0.0, 0.0, 1.0, 0.5))
+    assert render.photo_box_to_grid(crop, (0.5, 0.0, 1.0, 0.3)) == pytest.approx((0.5, 0.0, 1.0, 0.1))
+    assert render.photo_box_to_grid(crop, (0.0, 0.0, 1.0, 0.2)) is None  # left of the crop: never seen
+
+
+def test_pointing_figure_is_a_photo_to_draw_a_box_on():
+    result = synthetic_result()
+    bare = render.pointing_figure(synthetic_photo())
+    assert [trace.type for trace in bare.data] == ["image"] and bare.layout.dragmode == "select"
+    assert not bare.layout.shapes
+    fig = render.pointing_figure(synthetic_photo(), (0.25, 0.1, 0.75, 0.5), result)
+    assert [trace.type for trace in fig.data] == ["image", "scatter"]
+    (shape,) = fig.layout.shapes
+    height, width = PHOTO
+    assert (shape.x0, shape.x1, shape.y0, shape.y1) == (0.1 * width, 0.5 * width, 0.25 * height, 0.75 * height)
+    y, x = render.peak_on_photo(result)
+    assert (fig.data[1].y[0], fig.data[1].x[0]) == (y, x)
+    row, col = np.unravel_index(np.argmax(result.support), result.support.shape)
+    assert (y, x) == pytest.approx(((row + 0.5) * PHOTO[0] / INPUT[0], (col + 0.5) * PHOTO[1] / INPUT[1]))

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 import numpy as np
 import pytest
 from PIL import Image
-from test_render import synthetic_photo, synthetic_result  # the synthetic builders live with the figure tests
+from test_render import synthetic_photo, synthetic_result, with_faithfulness  # builders live with the figure tests
 
 from sensmap import report
 from sensmap.errors import ParameterError
@@ -103,15 +103,36 @@ def test_parameter_rows_describe_the_run(pair):
     assert rows["forward passes"].startswith(f"{pair[0].passes} ")
     assert rows["time"] == "1.25 s" and rows["device"] == "CPU"
     assert rows["versions"].startswith("sensmap 0.1.0")
-    assert rows["stability (mean spread across sizes)"].endswith(" pp")
+
+
+def test_trust_rows_give_the_aucs_stability_and_pointing(pair):
+    from sensmap.metrics import stability
+
+    plain = dict(report.trust_rows(pair[0]))
+    assert plain["faithfulness"].startswith("not checked") and "pointing check" not in plain
+    _, spread = stability(pair[0].per_size)
+    assert plain["stability"] == f"mean spread {spread * 100:.1f} pp across 2 cover sizes"
+    result = with_faithfulness(synthetic_result())
+    numbers = result.metadata["faithfulness"]
+    result.metadata["pointing"] = {"box_photo": [0.2, 0.1, 0.6, 0.5], "share_inside": 0.64, "peak_inside": True,
+                                   "box_area": 0.16}  # fmt: skip
+    result.metadata["stability"] = {"score": 0.031, "fills": ["gray", "blur"], "across": "cover sizes and fills"}
+    rows = dict(report.trust_rows(result))
+    expected = f"{numbers['deletion_auc']:.3f} (random order {numbers['random_deletion_auc']:.3f}; lower = faithful)"
+    assert rows["deletion AUC"] == expected
+    assert rows["insertion AUC"].startswith(f"{numbers['insertion_auc']:.3f} (random order ")
+    assert rows["faithfulness"].startswith("Faithful")
+    assert rows["stability with fills"] == "mean spread 3.1 pp across cover sizes and fills"
+    assert rows["pointing check"].startswith("64% of the positive support inside the box (rows 20-60 %, columns 10-50")
+    assert rows["pointing check"].endswith("strongest point inside: yes")
 
 
 def test_html_report_is_self_contained(photo, pair):
     hostile = synthetic_result("<script>alert(1)</script>", input_size=(20, 20), seed=3)
     page = report.report_html(photo, [pair[0], hostile], title="Report <b>", photo_credit="Jane & John", generated=WHEN)
     assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
-    assert page.count("Plotly.newPlot") == 1 + 2 * 3  # comparison, then overlay, per-size, label flip each
-    assert re.findall(r"<script[^>]*>", page) == ["<script>"] * (2 + 7)  # plotly config + library, 7 figures
+    assert page.count("Plotly.newPlot") == 1 + 2 * 4  # comparison, then overlay, stability, per-size, label flip
+    assert re.findall(r"<script[^>]*>", page) == ["<script>"] * (2 + 9)  # plotly config + library, 9 figures
     library = max(re.findall(r"<script>(.*?)</script>", page, flags=re.S), key=len)
     assert library.lstrip().startswith("/**\n* plotly.js v") and len(library) > 3_000_000  # inline, once
     # plotly.js names URLs for features we never use (map tiles, "cdn.plot.ly/un/" topojson); nothing else may
@@ -126,7 +147,45 @@ def test_html_report_is_self_contained(photo, pair):
 def test_html_report_for_one_result_has_licence_line(photo, pair):
     page = report.report_html(synthetic_photo(), [pair[0]])
     assert "Photo licence: see source" in page and "Comparison" not in page
-    assert page.count("Plotly.newPlot") == 3
+    assert page.count("Plotly.newPlot") == 4
+    assert "deletion AUC" not in page and "faithfulness</td><td>not checked" in page
+
+
+def test_reports_carry_the_curves_aucs_story_stability_and_pointing(photo):
+    from sensmap.story import tell_story
+
+    result = with_faithfulness(synthetic_result())
+    result.metadata["pointing"] = {"box_photo": [0.2, 0.1, 0.6, 0.5], "share_inside": 0.64, "peak_inside": False,
+                                   "box_area": 0.16}  # fmt: skip
+    story = tell_story(result)
+    page = report.report_html(photo, [result], generated=WHEN)
+    assert page.count("Plotly.newPlot") == 5  # overlay, faithfulness curves, stability, per-size, label flip
+    assert "deletion AUC" in page and "insertion AUC" in page and "random order" in page
+    assert "fraction of pixels removed" in page and "mean spread" in page
+    assert html_text(story) in page and "strongest point inside: no" in page
+    plain = decode_png(report.report_png(photo, [synthetic_result()], generated=WHEN))
+    image = decode_png(report.report_png(photo, [result], generated=WHEN))
+    assert image.height <= 1600
+    curves = np.asarray(image)[:, : report.MARGIN + report.IMAGE_BOX[0]]
+    red = (np.abs(curves.astype(int) - report.MAP_CURVE_COLOUR).sum(axis=-1) < 30).sum()
+    assert red > 300, "the map-order curves are drawn in their colour under the photo"
+    assert image.height >= plain.height
+
+
+def html_text(text: str) -> str:
+    import html
+
+    return html.escape(text)
+
+
+def test_png_report_text_has_the_story_and_auc_lines(pair):
+    result = with_faithfulness(synthetic_result())
+    lines = [text for text, _, _ in report._result_lines(result, "TinyNet")]
+    assert "In words" in lines and report.story_text(result) in lines
+    assert any(line.startswith("deletion AUC: ") for line in lines)
+    assert any(line.startswith("stability: mean spread ") for line in lines)
+    result.metadata["story"] = "Kept story."
+    assert report.story_text(result) == "Kept story."
 
 
 def test_report_filename_example():

@@ -9,6 +9,7 @@ from conftest import REPO, shared_photo
 from streamlit.testing.v1 import AppTest
 
 from sensmap import ui
+from sensmap.result import SensitivityResult
 
 APP = REPO / "app.py"
 TIMEOUT = 120  # seconds per script run: the first run of a test session imports TensorFlow
@@ -168,25 +169,52 @@ def test_map_compare_and_report_with_real_networks():
     target = at.selectbox(key=[s.key for s in at.selectbox if s.key.startswith("w.target.")][0])
     assert target.value == at.session_state[ui.K_TOP][next(iter(at.session_state[ui.K_TOP]))][0][0]
     at.multiselect(key="w.sizes").set_value(["1/2", "1/4"]).run()
-    assert any("forward passes" in c.value for c in at.caption)
+    assert any("forward passes (58 for the map + 168 for its faithfulness check)" in c.value for c in at.caption)
     button(at, "Run map").click().run()
     assert not at.exception and not errors(at), errors(at)
-    assert len(at.get("plotly_chart")) == 1, "the overlay is drawn"
+    assert len(at.get("plotly_chart")) == 2, "the overlay and the photo of the pointing check are drawn"
     assert any("percentage points" in c.value for c in at.caption), "the colour legend is shown"
     (key,) = at.session_state[ui.K_RESULTS]
     assert key.settings[0] == (0.5, 0.25)
     assert ui.K_RUNNING not in at.session_state
+    result = at.session_state[ui.K_RESULTS][key]
+    assert {"faithfulness", "story", "stability"} <= set(result.metadata)
+    assert result.metadata["faithfulness"]["passes"] == ui.faithfulness_passes() == 168
+    story = [i.value for i in at.info if "calls this photo" in i.value]
+    assert story and "top 3 are" in story[0], "the story in words is shown under the top-5"
 
-    for view in ("Brightness", "Per cover size", "Label flip"):
+    for view in ("Brightness", "Per cover size", "Label flip", "Faithfulness", "Stability"):
         at.session_state["w.view"] = view
         at.run()
-        assert not at.exception and len(at.get("plotly_chart")) == 1, view
+        assert not at.exception and len(at.get("plotly_chart")) == 2, view
+        if view == "Faithfulness":
+            metrics = {m.label: m.value for m in at.metric}
+            deletion = result.metadata["faithfulness"]["deletion_auc"]
+            assert float(metrics["Deletion AUC"]) == pytest.approx(deletion, abs=1e-3)
+            assert {"Deletion AUC, random order", "Insertion AUC", "Insertion AUC, random order"} <= set(metrics)
+            assert any("deletion AUC below random and insertion AUC above random" in c.value for c in at.caption)
+        if view == "Stability":
+            (spread,) = [m.value for m in at.metric if m.label == "Mean spread of the map"]
+            assert spread.endswith(" pp") and float(spread.split()[0]) > 0
+
+    # The pointing check through the keyboard: the box's edges in % of the photo.
+    assert not [m for m in at.metric if m.label == "Support inside"]
+    for label, value in (("top (%)", 10), ("left (%)", 20), ("bottom (%)", 90), ("right (%)", 80)):
+        at.number_input(key=[n.key for n in at.number_input if n.label == label][0]).set_value(value).run()
+    assert not at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    pointing = result.metadata["pointing"]
+    assert pointing["box_photo"] == pytest.approx([0.1, 0.2, 0.9, 0.8])
+    assert metrics["Support inside"] == f"{pointing['share_inside']:.0%}" and pointing["share_inside"] > 0
+    assert metrics["Peak inside"] in ("yes", "no") and metrics["Box area"] == f"{pointing['box_area']:.0%}"
+    assert pointing["box_area"] == pytest.approx(0.48, abs=0.03)
+    assert at.session_state[ui.K_BOXES][key.photo] == pytest.approx((0.1, 0.2, 0.9, 0.8))
 
     # A run interrupted by a click (Stop) leaves the marker behind: the page says so and keeps the map.
     at.session_state[ui.K_RUNNING] = {"label": f"{SMALL} on chelsea.jpg", "done": 64, "total": 100}
     at.run()
     assert any("Stopped" in w.value and "64 of 100" in w.value for w in at.warning)
-    assert len(at.get("plotly_chart")) == 1, "the last good map stays visible"
+    assert len(at.get("plotly_chart")) == 2, "the last good map stays visible"
 
     go(at, "pages/compare.py")
     assert not at.metric
@@ -198,13 +226,18 @@ def test_map_compare_and_report_with_real_networks():
     assert -1.0 <= spearman <= 1.0
     assert len(at.get("plotly_chart")) == 1
     assert len(at.session_state[ui.K_RESULTS]) == 2
+    aucs = [c.value for c in at.caption if c.value.startswith("deletion AUC")]
+    assert len(aucs) == 2 and all("insertion AUC" in text for text in aucs), "each network's AUCs beside its top-1"
+    assert all("pointing" in r.metadata for r in at.session_state[ui.K_RESULTS].values()), "the photo's box applies"
 
     go(at, "pages/report.py")
     downloads = at.get("download_button")
     assert len(downloads) == 4, "PNG, HTML and one .npz per network"
     assert len(at.image) == 1, "the PNG preview"
-    png = at.session_state[ui.K_REPORTS][tuple(at.session_state[ui.K_RESULTS])]
-    assert png.startswith(b"\x89PNG")
+    ((keys, _), png), *_ = at.session_state[ui.K_REPORTS].items()
+    assert keys == tuple(at.session_state[ui.K_RESULTS]) and png.startswith(b"\x89PNG")
+    loaded = SensitivityResult.load(at.session_state[ui.K_RESULTS][keys[0]].to_npz_bytes())
+    assert {"faithfulness", "pointing", "story", "stability"} <= set(loaded.metadata), "the .npz carries them"
 
 
 def _cancelled_run_script(weights: str) -> None:
@@ -234,3 +267,55 @@ def test_a_cancelled_run_says_stopped_and_stores_nothing(shared_weights_dir):
     assert any("Stopped" in w.value for w in at.warning)
     assert at.markdown[-1].value.startswith("result: True, stored: 0, calls: 2")
     assert ui.K_RUNNING not in at.session_state
+
+
+def test_box_selections_become_photo_fractions():
+    selection = {"points": [], "point_indices": [], "lasso": [],
+                 "box": [{"xref": "x", "yref": "y", "x": [150.0, 30.0], "y": [10.0, 90.0]}]}  # fmt: skip
+    assert ui.box_from_selection(selection, (100, 200)) == (0.1, 0.15, 0.9, 0.75)
+    outside = {"box": [{"x": [-20, 260], "y": [120, 50]}]}
+    assert ui.box_from_selection(outside, (100, 200)) == (0.5, 0.0, 1.0, 1.0)
+    assert ui.box_from_selection({"box": []}, (100, 200)) is None
+    assert ui.box_from_selection({"box": [{"x": [10, 10.2], "y": [0, 50]}]}, (100, 200)) is None  # a click
+    assert ui.box_from_selection(None, (100, 200)) is None
+    assert ui.same_box((0.1, 0.2, 0.3, 0.4), (0.1001, 0.2, 0.3, 0.4)) and not ui.same_box(None, (0, 0, 1, 1))
+
+
+def test_cost_preview_counts_the_faithfulness_check():
+    assert ui.faithfulness_passes() == 2 * (20 + 1) * (1 + 3) == 168
+    assert ui.faithfulness_passes(10, 1) == 44
+
+
+def _trust_script() -> None:
+    import types
+
+    import streamlit as st
+    from test_render import synthetic_result, with_faithfulness
+
+    from sensmap import ui
+    from sensmap.result import SensitivityResult
+
+    gray, blur = with_faithfulness(synthetic_result()), synthetic_result(seed=5, blob=(0.3, 0.3, 0.2))
+    blur.fill = "blur"
+    keys = [ui.ResultKey("photo", "net", ((0.5, 0.25), 0.5, fill, "probability"), 0) for fill in ("gray", "blur")]
+    ui.store_result(keys[1], blur)
+    ui.store_result(keys[0], gray)
+    ui.set_pointing_box(types.SimpleNamespace(sha256="photo"), (0.25, 0.2, 0.75, 0.6))
+    ui.describe_result(keys[0], gray)
+    st.session_state["loaded"] = SensitivityResult.load(gray.to_npz_bytes()).metadata
+    st.session_state["blur_pointing"] = blur.metadata.get("pointing")
+
+
+def test_a_finished_map_keeps_story_stability_and_pointing_in_its_npz():
+    at = AppTest.from_function(_trust_script, default_timeout=TIMEOUT).run()
+    assert not at.exception, [e.value for e in at.exception]
+    meta = at.session_state["loaded"]
+    assert {"faithfulness", "pointing", "story", "stability"} <= set(meta)
+    assert meta["faithfulness"]["deletion_auc"] < meta["faithfulness"]["random_deletion_auc"]
+    assert meta["story"].startswith("TinyNet calls this photo 'class 0' (70%).")
+    assert meta["stability"]["fills"] == ["gray", "blur"] and meta["stability"]["maps"] == 4
+    assert meta["stability"]["across"] == "cover sizes 1/2, 1/4 and fills gray, blur"
+    assert meta["pointing"]["box_photo"] == [0.25, 0.2, 0.75, 0.6]
+    assert meta["pointing"]["box_grid"] == pytest.approx([0.25, 0.2, 0.75, 0.6])
+    assert 0 < meta["pointing"]["share_inside"] <= 1 and meta["pointing"]["box_area"] == pytest.approx(0.2, abs=0.02)
+    assert at.session_state["blur_pointing"] is not None, "the box applies to every map of the photo"

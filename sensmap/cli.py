@@ -1,4 +1,4 @@
-"""Command-line interface: ``sensmap models | classify | map`` (also ``python -m sensmap``).
+"""Command-line interface: ``sensmap models | classify | map | audit`` (also ``python -m sensmap``).
 
 User errors print one line on stderr and exit with status 2; no tracebacks.
 """
@@ -83,6 +83,42 @@ def build_parser() -> argparse.ArgumentParser:
     smap.add_argument("--out-npz", help="write the full result (arrays + JSON metadata) to this .npz file")
     smap.add_argument("--out-png", help="write the photo with the map as overlay and a colour bar to this .png")
     smap.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+
+    audit = commands.add_parser("audit", help="occlusion maps of a whole dataset on Ray Data (resumable)")
+    audit.add_argument("input", help="folder of images (recursive; label = folder name) or a .parquet/.csv "
+                       "manifest (image_id, path, optional label, optional box x0,y0,x1,y1 in fractions)")  # fmt: skip
+    audit.add_argument("--model", "-m", action="append", required=True, metavar="[NAME=]MODEL",
+                       help="Keras Applications name or .keras file; repeat for several networks; NAME= sets the "
+                       "folder name maps/model=NAME")  # fmt: skip
+    audit.add_argument("--weights", action="append", help="as for `map`: one for every network, or one per --model")
+    audit.add_argument("--labels", action="append", help="class names file (own models): one, or one per --model")
+    audit.add_argument("--preprocess", action="append", help="preprocessing name: one, or one per --model")
+    audit.add_argument("--option", action="append", type=_parse_option, default=[], metavar="KEY=VALUE",
+                       help="constructor option for the Keras Applications networks (JSON values)")  # fmt: skip
+    audit.add_argument("--out", "-o", required=True, help="audit folder (created; the same command resumes it)")
+    audit.add_argument("--sizes", type=float, nargs="+", default=None, metavar="F",
+                       help="cover sizes as fractions of the image side (default 0.5 0.25 0.125)")  # fmt: skip
+    audit.add_argument("--stride", type=float, default=0.5, help="stride as a fraction of the cover side (default 0.5)")
+    audit.add_argument("--fill", type=_parse_fill, default="gray", help="gray, mean, black, white, blur, or R,G,B")
+    audit.add_argument("--score", default="probability", help="probability (default) or log-odds")
+    audit.add_argument("--fit", choices=("squash", "crop"), default="squash", help="how each photo fits the input")
+    audit.add_argument("--target", help="class index or name for every image, or 'label' for each image's label "
+                       "(default: each image's top-1 class)")  # fmt: skip
+    audit.add_argument("--batch-size", type=int, default=None, help="forward-pass batch size (default: automatic)")
+    audit.add_argument("--max-passes", type=int, default=None, help="refuse maps needing more forward passes")
+    audit.add_argument("--workers", type=int, default=None,
+                       help="model actors (default: one per GPU, else one per core up to 4; on a cluster "
+                       "without GPUs a quarter of its CPUs)")  # fmt: skip
+    audit.add_argument("--threads", type=int, default=None,
+                       help="TensorFlow threads per actor (default: cores/workers)")  # fmt: skip
+    audit.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
+    audit.add_argument("--num-cpus", type=int, default=None, help="logical CPUs of the local Ray (default: enough "
+                       "for the actors and two decode tasks)")  # fmt: skip
+    audit.add_argument("--retries", type=int, default=1, help="resume this many times after a worker dies (default 1)")
+    audit.add_argument("--retry-errors", action="store_true", help="try the images that failed before again")
+    audit.add_argument("--no-summary", action="store_true", help="skip summary.png / summary.html")
+    audit.add_argument("--json", action="store_true", help="print the run's numbers as JSON")
+    audit.add_argument("--quiet", "-q", action="store_true", help="no progress line")
     return parser
 
 
@@ -94,6 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_models(args)
         if args.command == "classify":
             return _cmd_classify(args)
+        if args.command == "audit":
+            return _cmd_audit(args)
         return _cmd_map(args)
     except SensmapError as error:
         print(f"sensmap: error: {error}", file=sys.stderr)
@@ -221,6 +259,110 @@ def _cmd_map(args: argparse.Namespace) -> int:
 
         _write(args.out_png, overlay_png(photo, result))
         print(f"wrote {args.out_png}")
+    return 0
+
+
+class _AuditProgress:
+    """Images done / total, images per second and ETA on stderr: one updated line on a terminal, else a line
+    every 10 s."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled and sys.stderr is not None
+        self.tty = self.enabled and sys.stderr.isatty()
+        self.last = 0.0
+
+    def __call__(self, progress: Any) -> None:
+        if not self.enabled:
+            return
+        now = time.perf_counter()
+        finished = progress.done >= progress.total
+        if self.tty:
+            sys.stderr.write(f"\r\033[K{progress.line()}" + ("\n" if finished else ""))
+        elif finished or progress.done == 0 or now - self.last >= 10:
+            sys.stderr.write(progress.line() + "\n")
+            self.last = now
+        sys.stderr.flush()
+
+
+def _per_model(values: list[str | None] | None, count: int, what: str) -> list[str | None]:
+    from .errors import ParameterError
+
+    if not values:
+        return [None] * count
+    values = [None if value == "-" else value for value in values]  # "-": this network's default
+    if len(values) == 1:
+        return values * count
+    if len(values) != count:
+        raise ParameterError(f"give one --{what} for every network or one per --model ({count}), not {len(values)}")
+    return list(values)
+
+
+def _fail_after_from_env() -> tuple[str, int] | None:
+    """Test hook: ``SENSMAP_AUDIT_FAIL_AFTER=raise:N`` or ``exit:N`` crashes each worker after N maps."""
+    value = os.environ.get("SENSMAP_AUDIT_FAIL_AFTER", "").strip()
+    if not value:
+        return None
+    mode, _, count = value.partition(":")
+    return (mode, int(count)) if mode in ("raise", "exit") and count.isdigit() else None
+
+
+def _cmd_audit(args: argparse.Namespace) -> int:
+    from .audit import AuditError, resolve_model, run_audit
+    from .windows import DEFAULT_SIZES
+
+    count = len(args.model)
+    weights = _per_model(args.weights, count, "weights")
+    labels = _per_model(args.labels, count, "labels")
+    preprocess = _per_model(args.preprocess, count, "preprocess")
+    specs = [
+        resolve_model(model, weights=w or "imagenet", labels=lab, preprocess=pre, options=dict(args.option))
+        for model, w, lab, pre in zip(args.model, weights, labels, preprocess, strict=True)
+    ]
+    if not args.quiet:
+        names = ", ".join(f"{spec.network} (maps/model={spec.name})" for spec in specs)
+        print(f"auditing {args.input} with {names} into {args.out}", file=sys.stderr)
+    try:
+        stats = run_audit(
+            args.input,
+            specs,
+            args.out,
+            sizes=tuple(args.sizes) if args.sizes else DEFAULT_SIZES,
+            stride=args.stride,
+            fill=args.fill,
+            score=args.score,
+            fit=args.fit,
+            target=args.target,
+            batch_size=args.batch_size,
+            max_passes=args.max_passes,
+            workers=args.workers,
+            threads=args.threads,
+            address=args.address,
+            num_cpus=args.num_cpus,
+            progress=_AuditProgress(not args.quiet),
+            summary=not args.no_summary,
+            retry_errors=args.retry_errors,
+            retries=args.retries,
+            fail_after=_fail_after_from_env(),
+        )
+    except AuditError as error:
+        print(f"sensmap: audit stopped: {error}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(stats.as_dict(), indent=2, default=str))
+        return 0
+    print(f"{stats.images} images, {len(stats.models)} network(s): {stats.skipped} already done, "
+          f"{stats.processed} processed now ({stats.maps} maps, {stats.errors} errors)")  # fmt: skip
+    if stats.processed:
+        print(f"{stats.images_per_s:.2f} images/s over {stats.pipeline_s:.1f} s (worker start-up included; "
+              f"{stats.steady_images_per_s:.2f}/s after the first image), "
+              f"{stats.workers} worker(s) on {stats.cluster}")  # fmt: skip
+    failed = stats.failed_images
+    if failed:
+        print(f"{failed} image(s) have errors (listed in the index and the summary); "
+              "--retry-errors tries them again")  # fmt: skip
+    print(f"index: {stats.index_path}")
+    if stats.summary:
+        print(f"summary: {stats.summary['summary.html']} and summary.png")
     return 0
 
 

@@ -13,5 +13,6 @@ pages = [
     st.Page("pages/map.py", title="Map", icon=":material/layers:"),
     st.Page("pages/compare.py", title="Compare", icon=":material/compare:"),
     st.Page("pages/report.py", title="Report", icon=":material/download:"),
+    st.Page("pages/audit.py", title="Audit", icon=":material/dataset:"),
 ]
 st.navigation(pages).run()

@@ -2030,3 +2030,22 @@ def _summary_html(audit: AuditIndex, sections) -> str:
         + "\n".join(parts)
         + "</body></html>\n"
     )
+
+
+# --------------------------------------------------------------------------- audit folders for the dashboard
+
+
+def audits_dir_from_env() -> Path | None:
+    """The operator's folder of audits, from ``SENSMAP_AUDITS_DIR`` (trusted: the browser never names paths)."""
+    value = os.environ.get("SENSMAP_AUDITS_DIR", "").strip()
+    return Path(value).expanduser() if value else None
+
+
+def list_audit_folders(root: str | os.PathLike) -> list[Path]:
+    """Audit folders (holding ``audit.json``) at ``root`` itself or one level below it, by name."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    found = [root] if (root / AUDIT_JSON).is_file() else []
+    found += sorted(child for child in root.iterdir() if child.is_dir() and (child / AUDIT_JSON).is_file())
+    return found

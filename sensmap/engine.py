@@ -143,20 +143,31 @@ def predict_batches(
     progress: ProgressCallback | None = None,
     cancel: CancelToken | Callable[[], bool] | None = None,
 ) -> np.ndarray:
-    """Run every batch through the network's compiled call: probabilities ``(total, classes)``."""
+    """Run every batch through the network's compiled call: probabilities ``(total, classes)``.
+
+    A stopped run (``cancel``, or any exception raised by ``progress``, such as Streamlit's stop
+    when a setting changes) drops its ``tf.data`` iterator, its current batch and its partial outputs
+    before the exception leaves, even when the caller keeps the exception and so this frame.
+    """
     predict = network.compiled_predict
     outputs = np.empty((total, network.num_classes), dtype=np.float32)
     done = 0
-    if progress is not None:
-        progress(0, total)
-    for batch in batches:
-        if _cancelled(cancel):
-            raise CancelledError(f"cancelled after {done} of {total} forward passes")
-        scores = predict(batch).numpy()
-        outputs[done : done + len(scores)] = scores
-        done += len(scores)
+    iterator = batch = scores = None
+    try:
         if progress is not None:
-            progress(done, total)
+            progress(0, total)
+        iterator = iter(batches)
+        for batch in iterator:
+            if _cancelled(cancel):
+                raise CancelledError(f"cancelled after {done} of {total} forward passes")
+            scores = predict(batch).numpy()
+            outputs[done : done + len(scores)] = scores
+            done += len(scores)
+            if progress is not None:
+                progress(done, total)
+    except BaseException:
+        iterator = batch = scores = outputs = None  # noqa: F841 - released now, not with the traceback
+        raise
     return outputs
 
 

@@ -20,6 +20,13 @@ cached, read-only networks of :func:`load_network`):
 * ``sensmap.boxes``: ``{sha256: (y0, x0, y1, x1)}`` the pointing-check box of each photo, in
   fractions of the photo; ``sensmap.box_inputs``: ``{sha256: n}`` the generation of its number inputs.
 
+Stopping: any click (Stop, a changed setting, another page) makes Streamlit (``runner.fastReruns``,
+the default) ask the running script to stop and start the next run at once in a new thread. The old
+run stops at its next Streamlit call — the progress update after the batch being computed, or any
+``st.session_state`` access, so a stopped run never writes into the session (not even a map whose
+last batch was running) — and its batch, ``tf.data`` iterator and partial outputs are dropped
+(:func:`sensmap.engine.predict_batches`).
+
 Every finished map also gets, in its ``metadata`` (so the ``.npz`` and the reports carry them):
 ``faithfulness`` (:func:`sensmap.faithfulness`, run through the same progress bar), ``story``
 (:func:`sensmap.tell_story`), ``stability`` (:func:`sensmap.metrics.stability` across cover sizes,
@@ -619,9 +626,10 @@ def run_map_with_progress(
     failed or was stopped.
 
     The progress callback updates the bar, and every Streamlit call is a point where a pending
-    rerun (the Stop button, or any other click) interrupts the script; ``sensmap.running`` then
-    stays set and the next run reports the stop (:func:`show_stopped_run`). ``cancel`` (a
-    callable returning True to stop) ends the run with :class:`~sensmap.errors.CancelledError`.
+    stop (the Stop button, or any other click; see the module notes) interrupts the script;
+    ``sensmap.running`` then stays set and the next run reports the stop (:func:`show_stopped_run`).
+    ``cancel`` (a callable returning True to stop) ends the run with
+    :class:`~sensmap.errors.CancelledError`.
     Finished maps go into the session's result cache (with their story, stability and pointing
     numbers, see :func:`describe_result`) before the faithfulness check runs, so stopping the check
     keeps the map; failures leave earlier results as they are.

@@ -6,6 +6,7 @@ report. Screenshots of every step go to ``test-artifacts/browser/NN-step.png`` (
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,6 +28,8 @@ ARTIFACTS = REPO / "test-artifacts" / "browser"
 START_TIMEOUT_S = 90
 VIEWPORT = {"width": 1440, "height": 1000}
 STEP_TIMEOUT_MS = 120_000  # a step may load TensorFlow and a network, then run a map on a small CPU
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run"]  # fmt: skip
 
 
 def free_port() -> int:
@@ -34,23 +38,24 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture
-def server(shared_weights_dir: Path):
-    """``streamlit run app.py`` on a free port with the shared weights; stopped afterwards."""
+@contextlib.contextmanager
+def streamlit_server(weights_dir: Path, log_name: str = "server.log") -> Iterator[tuple[str, subprocess.Popen]]:
+    """``streamlit run app.py`` on a free port of 127.0.0.1 with the shared weights: ``(url, process)``; stopped
+    afterwards. The process is the server itself (its RSS is the dashboard's memory)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    env = {**os.environ, "SENSMAP_WEIGHTS_DIR": str(shared_weights_dir), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env = {**os.environ, "SENSMAP_WEIGHTS_DIR": str(weights_dir), "TF_CPP_MIN_LOG_LEVEL": "2"}
     env.pop("SENSMAP_MODELS_DIR", None)
     command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.address", "127.0.0.1",
                "--server.port", str(port), "--server.headless", "true"]  # fmt: skip
-    log = open(ARTIFACTS / "server.log", "w")  # noqa: SIM115 - closed in finally
+    log = open(ARTIFACTS / log_name, "w")  # noqa: SIM115 - closed in finally
     process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
             if process.poll() is not None:
-                pytest.fail(f"streamlit exited with code {process.returncode}; see {ARTIFACTS / 'server.log'}")
+                pytest.fail(f"streamlit exited with code {process.returncode}; see {ARTIFACTS / log_name}")
             try:
                 with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
                     if response.status == 200:
@@ -60,7 +65,7 @@ def server(shared_weights_dir: Path):
             if time.monotonic() > deadline:
                 pytest.fail(f"streamlit did not answer {url}/_stcore/health within {START_TIMEOUT_S} s")
             time.sleep(0.5)
-        yield url
+        yield url, process
     finally:
         process.terminate()
         try:
@@ -71,6 +76,13 @@ def server(shared_weights_dir: Path):
         log.close()
 
 
+@pytest.fixture
+def server(shared_weights_dir: Path):
+    """The dashboard's URL (see :func:`streamlit_server`)."""
+    with streamlit_server(shared_weights_dir) as (url, _process):
+        yield url
+
+
 def test_upload_map_compare_and_download_the_report(server: str):
     if not CHROMIUM.exists():
         pytest.fail(f"Debian chromium is missing ({CHROMIUM}): install it with `apt-get install chromium`")
@@ -78,10 +90,8 @@ def test_upload_map_compare_and_download_the_report(server: str):
     from playwright.sync_api import expect, sync_playwright
 
     expect.set_options(timeout=STEP_TIMEOUT_MS)
-    args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--no-first-run"]  # fmt: skip
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=args)
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport=VIEWPORT, accept_downloads=True)
             page.set_default_timeout(STEP_TIMEOUT_MS)

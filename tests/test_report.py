@@ -217,3 +217,26 @@ def test_report_filename_uses_current_utc_time():
     stamp = datetime.strptime(name.split("-Net-")[1].removesuffix(".png"), "%Y%m%d-%H%M%S")
     now = datetime.now(timezone.utc).replace(tzinfo=None)
     assert abs((now - stamp).total_seconds()) < 60
+
+
+def test_reports_of_a_photo_with_gps_exif_carry_none_of_it(pair):
+    import base64
+
+    exif = Image.Exif()
+    exif[0x010F] = "SpyCam Inc."  # Make
+    exif.get_ifd(0x8825).update({1: "N", 2: (51.0, 30.0, 0.0), 3: "E", 4: (0.0, 7.0, 39.0)})  # GPS
+    buffer = io.BytesIO()
+    Image.fromarray(synthetic_photo()).save(buffer, format="JPEG", exif=exif.tobytes(), quality=95)
+    assert Image.open(io.BytesIO(buffer.getvalue())).getexif().get_ifd(0x8825), "the photo carries GPS"
+    photo = load_image(buffer.getvalue(), name="../../evil name.jpg")
+
+    for data in (report.report_png(photo, [pair[0]]), report.overlay_png(photo, pair[0])):
+        decode_png(data)  # no EXIF, no text chunks
+        assert b"eXIf" not in data and b"Exif\x00\x00" not in data and b"SpyCam" not in data
+    page = report.report_html(photo, list(pair))
+    uris = re.findall(r"data:image/jpeg;base64,([A-Za-z0-9+/=]+)", page.replace("\\u002f", "/"))
+    assert len(uris) >= 3, "the photo is inlined in the comparison and in each overlay"
+    for uri in uris:
+        embedded = Image.open(io.BytesIO(base64.b64decode(uri)))
+        assert embedded.format == "JPEG" and "exif" not in embedded.info and not embedded.getexif()
+    assert "SpyCam" not in page and "evil name.jpg" in page and "../" not in page.split("<footer", 1)[1]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import re
 from pathlib import Path
 
 import pytest
@@ -319,3 +321,235 @@ def test_a_finished_map_keeps_story_stability_and_pointing_in_its_npz():
     assert meta["pointing"]["box_grid"] == pytest.approx([0.25, 0.2, 0.75, 0.6])
     assert 0 < meta["pointing"]["share_inside"] <= 1 and meta["pointing"]["box_area"] == pytest.approx(0.2, abs=0.02)
     assert at.session_state["blur_pointing"] is not None, "the box applies to every map of the photo"
+
+
+# --------------------------------------------------------------------------- security: config, uploads, exports
+
+IMAGE_TYPES = {"jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif"}
+DASHBOARD_SOURCES = [REPO / "app.py", REPO / "sensmap" / "ui.py", *sorted((REPO / "pages").glob("*.py"))]
+
+
+def test_server_config_states_the_security_settings():
+    import tomllib
+
+    config = tomllib.loads((REPO / ".streamlit" / "config.toml").read_text("utf-8"))
+    server = config["server"]
+    assert server["address"] == "127.0.0.1" and config["browser"]["serverAddress"] == "127.0.0.1"
+    assert isinstance(server["maxUploadSize"], int) and 1 <= server["maxUploadSize"] <= 50, "MB per uploaded photo"
+    assert server["enableXsrfProtection"] is True
+    assert server["enableCORS"] is True, "stated explicitly; Streamlit keeps CORS protection on with XSRF protection"
+    assert config["client"]["showErrorDetails"] == "none", "no tracebacks in the browser"
+    assert config["browser"]["gatherUsageStats"] is False
+
+
+def _calls(text: str, function: str) -> list[str]:
+    """The argument text of every call of ``function`` in ``text``."""
+    found = []
+    for match in re.finditer(rf"\b{function}\(", text):
+        depth, end = 1, match.end()
+        while depth:
+            depth += {"(": 1, ")": -1}.get(text[end], 0)
+            end += 1
+        found.append(text[match.end() : end - 1])
+    return found
+
+
+def test_no_page_offers_a_model_upload():
+    uploads = []
+    for path in DASHBOARD_SOURCES:
+        text = path.read_text("utf-8")
+        assert not re.search(r"camera_input|audio_input|accept_file", text), f"{path.name}: another upload widget"
+        for arguments in _calls(text, "file_uploader"):
+            uploads.append(path.name)
+            assert re.search(r"\btype=ui\.PHOTO_TYPES\b", arguments), f"{path.name}: an upload not limited to photos"
+            assert not re.search(r"keras|h5|pb|onnx|tflite|pickle|pkl", arguments, re.IGNORECASE), arguments
+    assert uploads == ["photos.py"], "only the Photos page uploads files"
+    assert set(ui.PHOTO_TYPES) <= IMAGE_TYPES
+
+    at = open_app()
+    seen = 0
+    for page in PAGES:
+        go(at, page)
+        for uploader in at.file_uploader:
+            seen += 1
+            accepted = {kind.lstrip(".").lower() for kind in uploader.allowed_type}
+            assert accepted and accepted <= IMAGE_TYPES, (page, accepted)
+        assert not [w for w in at.get("camera_input")], page
+    assert seen == 1, "one photo uploader in the whole dashboard"
+
+
+def gps_jpeg(source: Path) -> bytes:
+    """``source`` re-saved as a JPEG carrying EXIF with a camera make and GPS coordinates."""
+    from PIL import Image
+
+    with Image.open(source) as image:
+        rgb = image.convert("RGB")
+    exif = Image.Exif()
+    exif[0x010F] = "SpyCam Inc."  # Make
+    exif.get_ifd(0x8825).update({1: "N", 2: (51.0, 30.0, 0.0), 3: "E", 4: (0.0, 7.0, 39.0)})  # GPS IFD
+    buffer = io.BytesIO()
+    rgb.save(buffer, format="JPEG", exif=exif.tobytes(), quality=90)
+    data = buffer.getvalue()
+    with Image.open(io.BytesIO(data)) as check:  # the upload really carries them
+        assert check.getexif().get_ifd(0x8825)[2] == (51.0, 30.0, 0.0) and b"SpyCam" in data
+    return data
+
+
+HARMLESS_IMAGE_INFO = {"dpi", "gamma", "srgb", "jfif", "jfif_version", "jfif_unit", "jfif_density", "progressive",
+                       "progression", "transparency"}  # fmt: skip
+
+
+def assert_no_metadata(data: bytes, what: str) -> None:
+    """Decoded image ``data`` carries no EXIF (no GPS, no camera make) and no eXIf/text chunks."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as image:
+        image.load()
+        assert "exif" not in image.info and not image.getexif(), f"{what}: EXIF"
+        assert not set(image.info) - HARMLESS_IMAGE_INFO, (what, image.info)
+    assert b"Exif\x00\x00" not in data and b"eXIf" not in data and b"SpyCam" not in data, what
+
+
+class RecordingMediaFiles:
+    """The media files (images, downloads) of AppTest runs: AppTest makes a new in-memory store each run."""
+
+    def __init__(self, monkeypatch) -> None:
+        import streamlit.testing.v1.app_test as app_test_module
+        from streamlit.runtime.media_file_manager import MediaFileManager
+
+        self.managers: list = []
+        managers = self.managers
+
+        class Recording(MediaFileManager):
+            def __init__(self, *args, **kwargs) -> None:
+                super().__init__(*args, **kwargs)
+                managers.append(self)
+
+        monkeypatch.setattr(app_test_module, "MediaFileManager", Recording)
+
+    def last_run(self) -> dict:
+        """``{file id: MemoryFile}`` stored by the last run."""
+        return dict(self.managers[-1]._storage._files_by_id)
+
+    def download(self, button) -> tuple[str, bytes]:
+        """What clicking a download button of the last run gives: ``(file name, bytes)``, deferred data included."""
+        manager = self.managers[-1]
+        url = (
+            manager.execute_deferred(button.proto.deferred_file_id)
+            if button.proto.deferred_file_id
+            else button.proto.url
+        )
+        stored = manager._storage.get_file(url.rsplit("/", 1)[-1])
+        return stored.filename, stored.content
+
+
+DATA_URI = re.compile(r"data:image/(?:jpeg|png);base64,([A-Za-z0-9+/=]+)")
+
+
+def embedded_images(text: str) -> list[bytes]:
+    """The images inlined as data URIs in HTML or Plotly JSON (which writes ``/`` as ``\\u002f``)."""
+    import base64
+
+    return [base64.b64decode(uri) for uri in DATA_URI.findall(text.replace("\\u002f", "/"))]
+
+
+SAFE_FILE_NAME = re.compile(r"^sensmap-(report|map)-[A-Za-z0-9._-]+-\d{8}-\d{6}\.(png|html|npz)$")
+
+
+@pytest.mark.slow
+def test_exports_carry_no_exif_or_gps_and_get_generated_names(monkeypatch):
+    media = RecordingMediaFiles(monkeypatch)
+    at = open_app("pages/photos.py")
+    upload = gps_jpeg(shared_photo("hot_dog.jpg"))
+    with pytest.raises(AssertionError):
+        assert_no_metadata(upload, "the upload")  # the check sees EXIF where there is some
+    at.file_uploader[0].set_value([("../../evil name.jpg", upload, "image/jpeg")]).run()
+    assert not at.exception and not errors(at), errors(at)
+    assert [entry.name for entry in at.session_state[ui.K_PHOTOS].values()] == ["evil name.jpg"], "no folders"
+    go(at, "pages/networks.py")
+    at.selectbox(key="w.network.A").select(SMALL).run()
+    go(at, "pages/map.py")
+    at.multiselect(key="w.sizes").set_value(["1/2", "1/4"]).run()
+    button(at, "Run map").click().run()
+    assert not at.exception and not errors(at), errors(at)
+
+    # The Map page: the thumbnail and the photos embedded in the figures (overlay, pointing check).
+    images = [f for f in media.last_run().values() if f.mimetype.startswith("image/")]
+    assert images, "the thumbnail is served"
+    embedded = [data for chart in at.get("plotly_chart") for data in embedded_images(chart.proto.spec)]
+    assert len(embedded) >= 2, "the overlay and the pointing check embed the photo"
+    for number, data in enumerate([f.content for f in images] + embedded):
+        assert_no_metadata(data, f"map page image {number}")
+
+    go(at, "pages/report.py")
+    downloads = dict(media.download(b) for b in at.get("download_button"))
+    assert len(downloads) == 3, downloads.keys()
+    for name in downloads:
+        assert SAFE_FILE_NAME.match(name) and "evil" not in name and ".." not in name, name
+    (png,) = [data for name, data in downloads.items() if name.endswith(".png")]
+    (html,) = [data.decode("utf-8") for name, data in downloads.items() if name.endswith(".html")]
+    (npz,) = [data for name, data in downloads.items() if name.endswith(".npz")]
+    assert_no_metadata(png, "PNG report")
+    photos = embedded_images(html)
+    assert photos, "the HTML report embeds the photo"
+    for number, data in enumerate(photos):
+        assert_no_metadata(data, f"HTML report image {number}")
+    assert "SpyCam" not in html and b"SpyCam" not in npz and b"Exif\x00\x00" not in npz
+    for number, stored in enumerate(f for f in media.last_run().values() if f.mimetype.startswith("image/")):
+        assert_no_metadata(stored.content, f"report page image {number}")  # the preview of the PNG report
+
+
+# --------------------------------------------------------------------------- errors keep the session's work
+
+
+@pytest.mark.slow
+def test_a_bad_upload_and_a_weights_error_keep_the_earlier_photos_settings_and_map(monkeypatch, tmp_path):
+    from keras.src.utils import file_utils
+
+    shown: list[BaseException] = []
+    real_show_error = ui.show_error
+
+    def recording_show_error(exc: BaseException) -> None:
+        shown.append(exc)
+        real_show_error(exc)
+
+    monkeypatch.setattr(ui, "show_error", recording_show_error)
+    at = add_sample(open_app())
+    go(at, "pages/networks.py")
+    at.selectbox(key="w.network.A").select(SMALL).run()
+    go(at, "pages/map.py")
+    at.multiselect(key="w.sizes").set_value(["1/2", "1/4"]).run()
+    button(at, "Run map").click().run()
+    assert not at.exception and not errors(at), errors(at)
+    (key,) = at.session_state[ui.K_RESULTS]
+    result = at.session_state[ui.K_RESULTS][key]
+    photos, settings = list(at.session_state[ui.K_PHOTOS]), at.session_state[ui.K_SETTINGS]
+
+    go(at, "pages/photos.py")  # a file that is not a photo
+    at.file_uploader[0].set_value([("notes.jpg", b"not a photo at all\n" * 50, "image/jpeg")]).run()
+    assert not at.exception and len(at.error) == 1 and "notes.jpg" in at.error[0].value
+    assert list(at.session_state[ui.K_PHOTOS]) == photos
+
+    def offline(*args, **kwargs):
+        raise OSError("network is unreachable (test: offline)")
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.setattr(file_utils, "get_file", offline)
+    go(at, "pages/networks.py")  # a network whose weights cannot be had
+    at.selectbox(key="w.network.A").select("ResNet50").run()
+    assert not at.exception
+    assert [type(exc).__name__ for exc in shown] == ["WeightsError"], shown
+    assert any("ResNet50" in text for text in errors(at))
+    go(at, "pages/map.py")
+    assert any("ResNet50" in text for text in errors(at)) and not at.get("plotly_chart")
+
+    go(at, "pages/networks.py")  # back to the network of the map: the map is shown again, not recomputed
+    at.selectbox(key="w.network.A").select(SMALL).run()
+    go(at, "pages/map.py")
+    assert not errors(at), errors(at)
+    assert list(at.session_state[ui.K_PHOTOS]) == photos and at.session_state[ui.K_SETTINGS] == settings
+    assert list(at.session_state[ui.K_RESULTS]) == [key] and at.session_state[ui.K_RESULTS][key] is result
+    assert any("this map is ready" in c.value for c in at.caption)
+    assert not [i for i in at.info if "Showing the last finished map" in i.value or "Press" in i.value]
+    assert len(at.get("plotly_chart")) == 2, "the earlier map is drawn"
+    assert at.multiselect(key="w.sizes").value == ["1/2", "1/4"]

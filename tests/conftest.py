@@ -152,3 +152,31 @@ def train_watermark_model():
     images, labels = watermark_scenes(512, seed=3)
     test_images, test_labels = watermark_scenes(128, seed=4)
     return train_small_cnn("watermark_cnn", images, labels, test_images, test_labels, "max", 4, 0.003, 5)
+
+
+def stripe_scenes(count: int, size: int = 32, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Synthetic scenes with a texture shortcut: background stripes decide the class, a random object does not.
+
+    Class 0: horizontal stripes, class 1: vertical stripes (period 4 px, random phase); a greenish square object
+    (half the side) at a random place. Unlike a colour shortcut, blurring removes the stripes, so insertion
+    curves that start from a blurred photo carry information.
+    """
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, size=count)
+    images = np.empty((count, size, size, 3), dtype=np.float32)
+    coords = np.arange(size)
+    for i, label in enumerate(labels):
+        wave = 128 + 70 * np.sign(np.sin(2 * np.pi * (coords + rng.integers(0, 4)) / 4 + 0.1))
+        pattern = np.outer(wave, np.ones(size)) if label == 0 else np.outer(np.ones(size), wave)
+        images[i] = pattern[..., None] + rng.normal(0, 10, (size, size, 3))
+        y0, x0 = rng.integers(0, size // 2 + 1, size=2)
+        images[i, y0 : y0 + size // 2, x0 : x0 + size // 2] = rng.uniform((0, 150, 0), (80, 255, 80))
+    return np.clip(images, 0, 255), labels
+
+
+@pytest.fixture(scope="session")
+def stripes_model():
+    """A small CNN trained on scenes where only the background stripes' orientation decides the class."""
+    images, labels = stripe_scenes(768, seed=1)
+    test_images, test_labels = stripe_scenes(128, seed=2)
+    return train_small_cnn("stripes_cnn", images, labels, test_images, test_labels, "average", 3, 0.003, 7)

@@ -277,16 +277,23 @@ def test_result_round_trips_through_npz(mobilenet_025, tmp_path):
     assert again.fill == "blur" and again.top_k(3) == result.top_k(3)
 
 
-def test_faithfulness_of_the_shortcut_map_beats_random_orders(shortcut_model):
+def test_faithfulness_of_the_shortcut_map_beats_random_orders(stripes_model):
+    """Texture shortcut (stripes decide the class): deletion falls faster, insertion rises faster than random.
+
+    (With the colour shortcut the blurred start photo keeps the colour, so insertion is flat at ~0.99 for
+    every order and says nothing; the stripes vanish under the blur.)
+    """
+    from conftest import stripe_scenes
+
     from sensmap.engine import faithfulness
 
-    network = sensmap.load_model(shortcut_model, preprocess="none", labels=["warm", "cool"])
-    images, _, _ = shortcut_scenes(4, seed=13)
+    network = sensmap.load_model(stripes_model, preprocess="none", labels=["horizontal", "vertical"])
+    images, _ = stripe_scenes(4, seed=13)
     for image in images:
         result = sensmap.sensitivity_map(network, image, sizes=(0.25, 0.125))
         numbers = faithfulness(network, image, result, steps=16, random_orders=3)
-        assert numbers["deletion_auc"] < numbers["random_deletion_auc"]
-        assert numbers["insertion_auc"] > numbers["random_insertion_auc"]
+        assert numbers["deletion_auc"] < numbers["random_deletion_auc"] - 0.05  # measured margins 0.16–0.24
+        assert numbers["insertion_auc"] > numbers["random_insertion_auc"] + 0.02  # measured margins 0.06–0.11
         assert len(numbers["deletion_curve"]) == 17 and numbers["fractions"][-1] == 1.0
         assert 0 <= numbers["deletion_auc"] <= 1 and 0 <= numbers["insertion_auc"] <= 1
         assert numbers["passes"] == 2 * 17 * 4

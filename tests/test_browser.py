@@ -84,135 +84,144 @@ def server(shared_weights_dir: Path):
         yield url
 
 
-def test_upload_map_compare_and_download_the_report(server: str):
+@contextlib.contextmanager
+def launch_chromium() -> Iterator:
+    """Debian's Chromium under Playwright with this workplace's flags; fails clearly when it is missing."""
     if not CHROMIUM.exists():
         pytest.fail(f"Debian chromium is missing ({CHROMIUM}): install it with `apt-get install chromium`")
-    from PIL import Image
     from playwright.sync_api import expect, sync_playwright
 
     expect.set_options(timeout=STEP_TIMEOUT_MS)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport=VIEWPORT, accept_downloads=True)
-            page.set_default_timeout(STEP_TIMEOUT_MS)
-            steps = iter(range(1, 100))
-
-            def idle() -> None:
-                """Wait until the script run started by the last action is over."""
-                page.wait_for_timeout(500)  # the rerun request reaches the server
-                expect(page.get_by_test_id("stApp")).to_have_attribute("data-test-script-state", "notRunning")
-
-            def shot(name: str) -> None:
-                """Screenshot the whole page: Streamlit scrolls inside its main area, so grow the viewport."""
-                idle()
-                height = page.evaluate(
-                    "Math.max(...['stMain', 'stAppViewContainer'].map("
-                    "id => document.querySelector(`[data-testid=${id}]`)?.scrollHeight || 0))"
-                )
-                page.set_viewport_size({"width": VIEWPORT["width"], "height": min(max(height, 600), 6000)})
-                page.wait_for_timeout(800)  # Plotly redraws at the new size
-                page.screenshot(path=ARTIFACTS / f"{next(steps):02d}-{name}.png", full_page=True)
-                page.set_viewport_size(VIEWPORT)
-
-            def open_page(title: str) -> None:
-                page.get_by_test_id("stSidebarNav").get_by_role("link", name=title, exact=True).click()
-                expect(page.get_by_role("heading", level=1).first).to_contain_text(title)
-                idle()
-
-            def choose(label: str, option: str) -> None:
-                box = page.get_by_test_id("stSelectbox").filter(has_text=label)
-                box.locator("input").click()
-                page.keyboard.type(option)
-                page.get_by_role("option", name=re.compile(re.escape(option))).first.click()
-                idle()
-
-            page.goto(server)
-            expect(page.get_by_role("heading", level=1).first).to_contain_text("sensmap")
-            expect(page.get_by_text("MobileNet α0.75 192px").first).to_be_visible()
-            shot("home")
-
-            open_page("Photos")
-            page.get_by_test_id("stFileUploader").locator("input[type=file]").set_input_files(
-                str(shared_photo("hot_dog.jpg"))
-            )
-            expect(page.get_by_test_id("stAlertContentSuccess")).to_contain_text("added hot_dog.jpg")
-            expect(page.get_by_test_id("stImage").first).to_be_visible()
-            shot("photos")
-
-            open_page("Networks")
-            choose("Network A", "MobileNetV2")  # already the default (the first ready network): not loaded yet
-            page.get_by_role("button", name="Load MobileNetV2 now").click()
-            expect(page.get_by_text("MobileNetV2: loaded, input 224×224 px")).to_be_visible()
-            choose("Network B", "MobileNet α0.75 192px")  # a new choice loads at once
-            expect(page.get_by_text("MobileNet α0.75 192px: loaded, input 192×192 px")).to_be_visible()
-            expect(page.get_by_text("MobileNetV2: loaded, input 224×224 px")).to_be_visible()
-            shot("networks")
-
-            opened = time.perf_counter()
-            open_page("Map")
-            expect(page.get_by_text("forward passes").first).to_be_visible()
-            clicked = time.perf_counter()
-            page.get_by_role("button", name=re.compile("Run map")).click()
-            chart = page.get_by_test_id("stPlotlyChart").locator(".js-plotly-plot .main-svg").first
-            expect(chart).to_be_visible()
-            drawn = time.perf_counter()
-            timings = {  # time-to-first-map, default settings (283 map passes + 168 faithfulness passes)
-                "map_page_ready_s": round(clicked - opened, 2),
-                "run_click_to_overlay_s": round(drawn - clicked, 2),
-                "map_page_open_to_overlay_s": round(drawn - opened, 2),
-            }
-            (ARTIFACTS / "timings.json").write_text(json.dumps(timings, indent=2))
-            print("time to first map:", timings)
-            expect(page.get_by_text("percentage points").first).to_be_visible()
-            shot("map")
-            for view in ("Brightness", "Per cover size", "Label flip"):  # lazy tabs: each click reruns the page
-                page.get_by_role("tab", name=view).click()
-                idle()
-                expect(page.get_by_test_id("stPlotlyChart").locator(".js-plotly-plot .main-svg").first).to_be_visible()
-                shot(f"map-{view.lower().replace(' ', '-')}")
-            page.get_by_role("tab", name="Overlay").click()
-            idle()
-
-            open_page("Compare")
-            page.get_by_role("button", name=re.compile("Run comparison")).click()
-            expect(page.get_by_test_id("stMetric").filter(has_text="Spearman rank correlation")).to_be_visible()
-            expect(page.get_by_test_id("stMetric").filter(has_text="IoU")).to_be_visible()
-            expect(page.get_by_test_id("stPlotlyChart").locator(".js-plotly-plot .main-svg").first).to_be_visible()
-            shot("compare")
-
-            open_page("Report")
-            expect(page.get_by_test_id("stImage").first).to_be_visible()
-            with page.expect_download() as download_info:
-                page.get_by_test_id("stDownloadButton").filter(has_text="PNG report").locator("button").click()
-            download = download_info.value
-            name = download.suggested_filename
-            assert re.fullmatch(r"sensmap-report-MobileNetV2-vs-MobileNet_a0\.75_192px-\d{8}-\d{6}\.png", name), name
-            data = Path(download.path()).read_bytes()
-            with Image.open(io.BytesIO(data)) as report:
-                report.load()
-                assert report.format == "PNG" and report.width >= 800 and report.height >= 600
-            with page.expect_download() as download_info:
-                page.get_by_test_id("stDownloadButton").filter(has_text="HTML report").locator("button").click()
-            html = Path(download_info.value.path()).read_text(encoding="utf-8")
-            assert html.startswith("<!DOCTYPE html>") and "hot_dog.jpg" in html
-            shot("report")
-
-            # Stop: a longer map (cover 1/16 added) is interrupted; the page says so and keeps the last map.
-            open_page("Map")
-            sizes = page.get_by_test_id("stMultiSelect").filter(has_text="Cover sizes")
-            sizes.locator("input").click()
-            page.keyboard.type("1/16")
-            page.get_by_role("option", name="1/16", exact=True).click()
-            page.keyboard.press("Escape")
-            idle()
-            expect(page.get_by_text(re.compile(r"Cost: 1,\d{3} forward passes"))).to_be_visible()
-            page.get_by_role("button", name=re.compile("Run map")).click()
-            expect(page.get_by_test_id("stProgress")).to_be_visible()
-            page.get_by_role("button", name="Stop").click()
-            expect(page.get_by_text(re.compile("Stopped: the map of MobileNetV2 on hot_dog.jpg"))).to_be_visible()
-            expect(page.get_by_text("Showing the last finished map")).to_be_visible()
-            expect(page.get_by_test_id("stPlotlyChart").locator(".js-plotly-plot .main-svg").first).to_be_visible()
-            shot("stopped")
+            yield browser
         finally:
             browser.close()
+
+
+def test_upload_map_compare_and_download_the_report(server: str):
+    from PIL import Image
+    from playwright.sync_api import expect
+
+    with launch_chromium() as browser:
+        page = browser.new_page(viewport=VIEWPORT, accept_downloads=True)
+        page.set_default_timeout(STEP_TIMEOUT_MS)
+        steps = iter(range(1, 100))
+
+        def idle() -> None:
+            """Wait until the script run started by the last action is over."""
+            page.wait_for_timeout(500)  # the rerun request reaches the server
+            expect(page.get_by_test_id("stApp")).to_have_attribute("data-test-script-state", "notRunning")
+
+        def shot(name: str) -> None:
+            """Screenshot the whole page: Streamlit scrolls inside its main area, so grow the viewport."""
+            idle()
+            height = page.evaluate(
+                "Math.max(...['stMain', 'stAppViewContainer'].map("
+                "id => document.querySelector(`[data-testid=${id}]`)?.scrollHeight || 0))"
+            )
+            page.set_viewport_size({"width": VIEWPORT["width"], "height": min(max(height, 600), 6000)})
+            page.wait_for_timeout(800)  # Plotly redraws at the new size
+            page.screenshot(path=ARTIFACTS / f"{next(steps):02d}-{name}.png", full_page=True)
+            page.set_viewport_size(VIEWPORT)
+
+        def open_page(title: str) -> None:
+            page.get_by_test_id("stSidebarNav").get_by_role("link", name=title, exact=True).click()
+            expect(page.get_by_role("heading", level=1).first).to_contain_text(title)
+            idle()
+
+        def choose(label: str, option: str) -> None:
+            box = page.get_by_test_id("stSelectbox").filter(has_text=label)
+            box.locator("input").click()
+            page.keyboard.type(option)
+            page.get_by_role("option", name=re.compile(re.escape(option))).first.click()
+            idle()
+
+        page.goto(server)
+        expect(page.get_by_role("heading", level=1).first).to_contain_text("sensmap")
+        expect(page.get_by_text("MobileNet α0.75 192px").first).to_be_visible()
+        shot("home")
+
+        open_page("Photos")
+        page.get_by_test_id("stFileUploader").locator("input[type=file]").set_input_files(
+            str(shared_photo("hot_dog.jpg"))
+        )
+        expect(page.get_by_test_id("stAlertContentSuccess")).to_contain_text("added hot_dog.jpg")
+        expect(page.get_by_test_id("stImage").first).to_be_visible()
+        shot("photos")
+
+        open_page("Networks")
+        choose("Network A", "MobileNetV2")  # already the default (the first ready network): not loaded yet
+        page.get_by_role("button", name="Load MobileNetV2 now").click()
+        expect(page.get_by_text("MobileNetV2: loaded, input 224×224 px")).to_be_visible()
+        choose("Network B", "MobileNet α0.75 192px")  # a new choice loads at once
+        expect(page.get_by_text("MobileNet α0.75 192px: loaded, input 192×192 px")).to_be_visible()
+        expect(page.get_by_text("MobileNetV2: loaded, input 224×224 px")).to_be_visible()
+        shot("networks")
+
+        opened = time.perf_counter()
+        open_page("Map")
+        expect(page.get_by_text("forward passes").first).to_be_visible()
+        clicked = time.perf_counter()
+        page.get_by_role("button", name=re.compile("Run map")).click()
+        chart = page.get_by_test_id("stPlotlyChart").locator(".js-plotly-plot .main-svg").first
+        expect(chart).to_be_visible()
+        drawn = time.perf_counter()
+        timings = {  # time-to-first-map, default settings (283 map passes + 168 faithfulness passes)
+            "map_page_ready_s": round(clicked - opened, 2),
+            "run_click_to_overlay_s": round(drawn - clicked, 2),
+            "map_page_open_to_overlay_s": round(drawn - opened, 2),
+        }
+        (ARTIFACTS / "timings.json").write_text(json.dumps(timings, indent=2))
+        print("time to first map:", timings)
+        expect(page.get_by_text("percentage points").first).to_be_visible()
+        shot("map")
+        for view in ("Brightness", "Per cover size", "Label flip"):  # lazy tabs: each click reruns the page
+            page.get_by_role("tab", name=view).click()
+            idle()
+            expect(page.get_by_test_id("stPlotlyChart").locator(".js-plotly-plot .main-svg").first).to_be_visible()
+            shot(f"map-{view.lower().replace(' ', '-')}")
+        page.get_by_role("tab", name="Overlay").click()
+        idle()
+
+        open_page("Compare")
+        page.get_by_role("button", name=re.compile("Run comparison")).click()
+        expect(page.get_by_test_id("stMetric").filter(has_text="Spearman rank correlation")).to_be_visible()
+        expect(page.get_by_test_id("stMetric").filter(has_text="IoU")).to_be_visible()
+        expect(page.get_by_test_id("stPlotlyChart").locator(".js-plotly-plot .main-svg").first).to_be_visible()
+        shot("compare")
+
+        open_page("Report")
+        expect(page.get_by_test_id("stImage").first).to_be_visible()
+        with page.expect_download() as download_info:
+            page.get_by_test_id("stDownloadButton").filter(has_text="PNG report").locator("button").click()
+        download = download_info.value
+        name = download.suggested_filename
+        assert re.fullmatch(r"sensmap-report-MobileNetV2-vs-MobileNet_a0\.75_192px-\d{8}-\d{6}\.png", name), name
+        data = Path(download.path()).read_bytes()
+        with Image.open(io.BytesIO(data)) as report:
+            report.load()
+            assert report.format == "PNG" and report.width >= 800 and report.height >= 600
+        with page.expect_download() as download_info:
+            page.get_by_test_id("stDownloadButton").filter(has_text="HTML report").locator("button").click()
+        html = Path(download_info.value.path()).read_text(encoding="utf-8")
+        assert html.startswith("<!DOCTYPE html>") and "hot_dog.jpg" in html
+        shot("report")
+
+        # Stop: a longer map (cover 1/16 added) is interrupted; the page says so and keeps the last map.
+        open_page("Map")
+        sizes = page.get_by_test_id("stMultiSelect").filter(has_text="Cover sizes")
+        sizes.locator("input").click()
+        page.keyboard.type("1/16")
+        page.get_by_role("option", name="1/16", exact=True).click()
+        page.keyboard.press("Escape")
+        idle()
+        expect(page.get_by_text(re.compile(r"Cost: 1,\d{3} forward passes"))).to_be_visible()
+        page.get_by_role("button", name=re.compile("Run map")).click()
+        expect(page.get_by_test_id("stProgress")).to_be_visible()
+        page.get_by_role("button", name="Stop").click()
+        expect(page.get_by_text(re.compile("Stopped: the map of MobileNetV2 on hot_dog.jpg"))).to_be_visible()
+        expect(page.get_by_text("Showing the last finished map")).to_be_visible()
+        expect(page.get_by_test_id("stPlotlyChart").locator(".js-plotly-plot .main-svg").first).to_be_visible()
+        shot("stopped")

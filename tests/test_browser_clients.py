@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from conftest import shared_photo
-from test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, STEP_TIMEOUT_MS, VIEWPORT, streamlit_server
+from test_browser import ARTIFACTS, STEP_TIMEOUT_MS, VIEWPORT, launch_chromium, streamlit_server
 from test_ui_concurrency import MIB, RssSampler
 
 pytestmark = pytest.mark.browser
@@ -36,17 +36,8 @@ def dashboard(shared_weights_dir: Path) -> Iterator[tuple[str, int]]:
 
 @pytest.fixture(scope="module")
 def chromium():
-    if not CHROMIUM.exists():
-        pytest.fail(f"Debian chromium is missing ({CHROMIUM}): install it with `apt-get install chromium`")
-    from playwright.sync_api import expect, sync_playwright
-
-    expect.set_options(timeout=STEP_TIMEOUT_MS)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
+    with launch_chromium() as browser:
+        yield browser
 
 
 class Client:

@@ -49,6 +49,17 @@ def errors(at: AppTest) -> list[str]:
     return [e.value for e in at.error]
 
 
+def run_small_map(at: AppTest) -> AppTest:
+    """Network A = the smallest shared MobileNet, covers 1/2 and 1/4, Run map: no error."""
+    go(at, "pages/networks.py")
+    at.selectbox(key="w.network.A").select(SMALL).run()
+    go(at, "pages/map.py")
+    at.multiselect(key="w.sizes").set_value(["1/2", "1/4"]).run()
+    button(at, "Run map").click().run()
+    assert not at.exception and not errors(at), errors(at)
+    return at
+
+
 def add_sample(at: AppTest, name: str = "chelsea.jpg") -> AppTest:
     go(at, "pages/photos.py")
     button(at, f"Add {name}").click().run()
@@ -466,12 +477,7 @@ def test_exports_carry_no_exif_or_gps_and_get_generated_names(monkeypatch):
     at.file_uploader[0].set_value([("../../evil name.jpg", upload, "image/jpeg")]).run()
     assert not at.exception and not errors(at), errors(at)
     assert [entry.name for entry in at.session_state[ui.K_PHOTOS].values()] == ["evil name.jpg"], "no folders"
-    go(at, "pages/networks.py")
-    at.selectbox(key="w.network.A").select(SMALL).run()
-    go(at, "pages/map.py")
-    at.multiselect(key="w.sizes").set_value(["1/2", "1/4"]).run()
-    button(at, "Run map").click().run()
-    assert not at.exception and not errors(at), errors(at)
+    run_small_map(at)
 
     # The Map page: the thumbnail and the photos embedded in the figures (overlay, pointing check).
     images = [f for f in media.last_run().values() if f.mimetype.startswith("image/")]
@@ -515,12 +521,7 @@ def test_a_bad_upload_and_a_weights_error_keep_the_earlier_photos_settings_and_m
 
     monkeypatch.setattr(ui, "show_error", recording_show_error)
     at = add_sample(open_app())
-    go(at, "pages/networks.py")
-    at.selectbox(key="w.network.A").select(SMALL).run()
-    go(at, "pages/map.py")
-    at.multiselect(key="w.sizes").set_value(["1/2", "1/4"]).run()
-    button(at, "Run map").click().run()
-    assert not at.exception and not errors(at), errors(at)
+    run_small_map(at)
     (key,) = at.session_state[ui.K_RESULTS]
     result = at.session_state[ui.K_RESULTS][key]
     photos, settings = list(at.session_state[ui.K_PHOTOS]), at.session_state[ui.K_SETTINGS]

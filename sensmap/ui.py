@@ -35,12 +35,13 @@ and fills when maps with other fills are cached) and, when the photo has a box, 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.resources
 import os
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -642,22 +643,29 @@ def run_map_with_progress(
     map_passes = count_passes(*network.input_size, value.sizes, value.stride)
     run = _RunProgress(f"{choice.label} on {photo.name}", map_passes + faithfulness_passes(), "map")
     result = None
-    try:
+    with _reporting(run):
         result = sensitivity_map(
             network, photo.image, **value.kwargs(target), progress=run.phase("map", 0), cancel=cancel
         )
         store_result(key, result)
         describe_result(key, result)
         _check_faithfulness(network, photo, result, run.phase("faithfulness check", map_passes), cancel)
+    return result
+
+
+@contextlib.contextmanager
+def _reporting(run: _RunProgress) -> Iterator[None]:
+    """Close the progress bar when the block ends: a stop says so, a sensmap error is shown with
+    ``st.error`` (the caller keeps what it had); anything else (Streamlit's own rerun) passes on."""
+    try:
+        yield
     except CancelledError:
         run.stopped()
-        return result
     except SensmapError as exc:
         run.close()
         show_error(exc)
-        return result
-    run.close()
-    return result
+    else:
+        run.close()
 
 
 def _check_faithfulness(
@@ -690,16 +698,9 @@ def run_faithfulness_with_progress(
 ) -> dict | None:
     """The faithfulness check of a finished map (when its automatic run was stopped), with a progress bar."""
     run = _RunProgress(f"{choice.label} on {photo.name}", faithfulness_passes(), "faithfulness check")
-    try:
+    numbers = None
+    with _reporting(run):
         numbers = _check_faithfulness(network, photo, result, run.phase("faithfulness check", 0), cancel)
-    except CancelledError:
-        run.stopped()
-        return None
-    except SensmapError as exc:
-        run.close()
-        show_error(exc)
-        return None
-    run.close()
     return numbers
 
 

@@ -95,6 +95,7 @@ class SensitivityResult:
         self.score_kind = validate_score_kind(self.score_kind)
         self.reference_probabilities = np.asarray(self.reference_probabilities, dtype=np.float32)
         self.outputs = np.asarray(self.outputs, dtype=np.float32)
+        self._grids = window_grids(self.input_size[0], self.input_size[1], self.sizes, self.stride)
         if self.outputs.shape != (self.passes, len(self.labels)):
             raise SensmapError(
                 f"result is inconsistent: {self.outputs.shape[0]} outputs for {self.passes} windows "
@@ -106,8 +107,8 @@ class SensitivityResult:
     # ------------------------------------------------------------------ geometry
     @property
     def grids(self) -> list[WindowGrid]:
-        """One window grid per cover size, in :attr:`sizes` order."""
-        return window_grids(self.input_size[0], self.input_size[1], self.sizes, self.stride)
+        """One window grid per cover size, in :attr:`sizes` order (derived once from the parameters)."""
+        return self._grids
 
     @property
     def boxes(self) -> np.ndarray:

@@ -249,8 +249,11 @@ def _cmd_map(args: argparse.Namespace) -> int:
     timing = result.metadata["timings_s"]["forward"]
     print(f"{network.name}: target {result.target_name!r} (class {result.target}), p = {result.probability:.2%}")
     print(f"{result.passes} forward passes in {timing:.1f} s ({result.passes / max(timing, 1e-9):.0f}/s)")
-    print(f"support: max {support.max() * 100:+.1f} pp, min {support.min() * 100:+.1f} pp "
-          "(support > 0: the area supports the class)")  # fmt: skip
+    from .render import format_value, support_unit
+
+    factor, unit = support_unit(result)  # percentage points of probability, or log-odds
+    print(f"support: max {format_value(support.max() * factor, unit)}, min {format_value(support.min() * factor, unit)}"
+          " (support > 0: the area supports the class)")  # fmt: skip
     if args.out_npz:
         _write(args.out_npz, result.to_npz_bytes())
         print(f"wrote {args.out_npz}")

@@ -8,24 +8,21 @@ probabilities. Only this module and :mod:`sensmap.engine` import TensorFlow.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.resources
 import json
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from .errors import ModelError, WeightsError  # noqa: E402
-from .registry import (  # noqa: E402
+from .errors import ModelError, WeightsError
+from .registry import (
     NetworkSpec,
     find_spec,
     get_spec,
@@ -36,17 +33,38 @@ from .registry import (  # noqa: E402
     weights_dir_from_env,
 )
 
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-def _grow_gpu_memory() -> None:
-    """Let TensorFlow take GPU memory as needed, so a dashboard can share the card (no-op without a GPU)."""
-    for gpu in tf.config.list_physical_devices("GPU"):
+
+@contextlib.contextmanager
+def _quiet_native_stderr() -> Iterator[None]:
+    """Hide TensorFlow's native start-up lines (oneDNN notice, CUDA probing) that it writes to the process's
+    stderr before its own log settings apply. Python errors still surface: they are raised, not written.
+    ``SENSMAP_TF_LOGS=1`` keeps them."""
+    if os.environ.get("SENSMAP_TF_LOGS") == "1":
+        yield
+        return
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+with _quiet_native_stderr():
+    import keras
+    import tensorflow as tf
+
+    for _gpu in tf.config.list_physical_devices("GPU"):  # dashboards share the card: take memory as needed
         try:
-            tf.config.experimental.set_memory_growth(gpu, True)
+            tf.config.experimental.set_memory_growth(_gpu, True)
         except RuntimeError:  # the GPU was initialised already; its setting stays
             pass
 
-
-_grow_gpu_memory()
 
 PREPROCESS_MODES: dict[str, str] = {
     "none": "raw pixels 0..255",

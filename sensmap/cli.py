@@ -229,16 +229,13 @@ def _cmd_map(args: argparse.Namespace) -> int:
 
     photo = load_image(args.image)
     network = _load(args)
-    target: int | str | None = args.target
-    if target is not None and str(target).strip().isdigit():
-        target = int(target)
     result = sensitivity_map(
         network,
         photo,
         sizes=tuple(args.sizes) if args.sizes else DEFAULT_SIZES,
         stride=args.stride,
         fill=args.fill,
-        target=target,
+        target=args.target,  # a name, or digits read as a class index
         score=args.score,
         batch_size=args.batch_size,
         progress=_ProgressBar(not args.quiet),

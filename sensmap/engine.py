@@ -23,10 +23,10 @@ from . import __version__
 from .errors import BudgetError, CancelledError, ParameterError
 from .fills import DEFAULT_FILL, Fill, fill_canvas, fill_label, normalize_fill
 from .images import LoadedImage, fit_image, load_image
-from .metrics import curve_auc, random_rank, step_counts, support_rank
+from .metrics import curve_auc, faithfulness_passes, random_rank, step_counts, support_rank
 from .models import Network, load_model, tf
 from .result import SensitivityResult, validate_score_kind
-from .windows import DEFAULT_SIZES, DEFAULT_STRIDE, cheaper_stride_for_budget, window_grids
+from .windows import DEFAULT_SIZES, DEFAULT_STRIDE, cheaper_stride_for_budget, count_passes, window_grids
 
 #: Largest map (forward passes) computed unless the caller raises it; ``SENSMAP_MAX_PASSES`` overrides.
 DEFAULT_MAX_PASSES = 20_000
@@ -82,8 +82,7 @@ def classify(model: Network | Any, image: LoadedImage | Any, top: int = 5, fit: 
 
 def plan_passes(model: Network, sizes: Sequence[float] = DEFAULT_SIZES, stride: float = DEFAULT_STRIDE) -> int:
     """Forward passes a map with these settings needs on this network (reference pass not counted)."""
-    height, width = model.input_size
-    return sum(grid.count for grid in window_grids(height, width, sizes, stride))
+    return count_passes(*model.input_size, sizes, stride)
 
 
 def _pipeline(dataset: tf.data.Dataset) -> tf.data.Dataset:
@@ -320,7 +319,7 @@ def faithfulness(
     ranks = [support_rank(result.support)]
     ranks += [random_rank((height, width), seed + i, block) for i in range(random_orders)]
     batch_size = auto_batch_size(height, width) if batch_size is None else int(batch_size)
-    total = 2 * len(ranks) * len(counts)
+    total = faithfulness_passes(steps, random_orders)
     done_before = 0
 
     def curves(base: np.ndarray, replacement: np.ndarray) -> np.ndarray:

@@ -171,6 +171,12 @@ def step_counts(pixels: int, steps: int) -> np.ndarray:
     return np.round(np.linspace(0, pixels, int(steps) + 1)).astype(np.int64)
 
 
+def faithfulness_passes(steps: int, random_orders: int) -> int:
+    """Forward passes of a faithfulness check: deletion and insertion, ``steps + 1`` points, map order plus
+    ``random_orders`` random orders: ``2 · (steps + 1) · (1 + random_orders)``."""
+    return 2 * (int(steps) + 1) * (1 + int(random_orders))
+
+
 def curve_auc(curve: Sequence[float] | np.ndarray) -> float:
     """Area under a curve sampled at equal steps over the fraction 0..1 (trapezoid rule).
 

@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import streamlit as st
 
+from . import metrics
 from .errors import CancelledError, SensmapError
 from .images import LoadedImage, load_image
 from .registry import REGISTRY, find_spec, read_manifest, variant_label, weights_dir_from_env, weights_status
@@ -431,8 +432,8 @@ def _seconds_per_pass(choice: NetworkChoice) -> float:
 
 
 def faithfulness_passes(steps: int = FAITHFULNESS_STEPS, random_orders: int = FAITHFULNESS_RANDOM_ORDERS) -> int:
-    """Forward passes of the faithfulness check run after each map: ``2 · (steps + 1) · (1 + random_orders)``."""
-    return 2 * (steps + 1) * (1 + random_orders)
+    """Forward passes of the faithfulness check run after each map (see :func:`sensmap.metrics.faithfulness_passes`)."""
+    return metrics.faithfulness_passes(steps, random_orders)
 
 
 @dataclass(frozen=True)

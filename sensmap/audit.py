@@ -64,11 +64,11 @@ from urllib.parse import quote, unquote
 import numpy as np
 
 from . import __version__
-from .errors import ModelError, ParameterError, SensmapError, WeightsError
+from .errors import ModelError, ParameterError, SensmapError
 from .fills import fill_label, normalize_fill
 from .images import FIT_METHODS, LoadedImage, fit_box, fit_image, load_image
 from .metrics import pointing
-from .registry import get_spec, match_local_weights, read_manifest, variant_label, weights_dir_from_env
+from .registry import get_spec, is_model_file, resolve_weights, variant_label
 from .result import SensitivityResult, validate_score_kind
 from .windows import DEFAULT_SIZES, DEFAULT_STRIDE, validate_sizes, validate_stride
 
@@ -378,7 +378,7 @@ def resolve_model(
     files: dict[str, str] = {}
     if labels_path:
         files["labels"] = _file_sha256(Path(labels_path))
-    if text.lower().endswith(".keras") or (os.path.sep in text and Path(text).suffix):
+    if is_model_file(text):
         path = Path(text).expanduser().resolve()
         if not path.is_file():
             raise ModelError(f"no such model file: {path}")
@@ -390,7 +390,7 @@ def resolve_model(
         default_name = model_slug(network)
     else:
         spec = get_spec(text)
-        weights_arg, options, custom = _resolve_weights(spec.name, weights, options)
+        weights_arg, options, custom = resolve_weights(spec.name, weights, options)
         if weights_arg not in (None, "imagenet"):
             files["weights"] = _file_sha256(Path(weights_arg))
         network, source = variant_label(spec.name, options), spec.name
@@ -428,34 +428,6 @@ def _plain_option(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return tuple(_plain_option(v) for v in value)
     return value
-
-
-def _resolve_weights(application: str, weights: Any, options: dict[str, Any]) -> tuple[str | None, dict, bool]:
-    """(weights argument for load_model, constructor options, custom weights file?) — as models._resolve_weights."""
-    if weights is None or (isinstance(weights, str) and weights.strip().lower() in ("none", "random")):
-        return None, options, False
-    if isinstance(weights, str) and weights.strip().lower() == "imagenet":
-        folder = weights_dir_from_env()
-        if folder is not None:
-            entry = match_local_weights(read_manifest(folder), application, options)
-            if entry is not None:
-                return str(entry.path.resolve()), {**entry.options, **options}, False
-        return "imagenet", options, False
-    path = Path(os.fspath(weights)).expanduser().resolve()
-    if path.is_dir():
-        entries = read_manifest(path)
-        entry = match_local_weights(entries, application, options)
-        if entry is None:
-            kept = ", ".join(e.label for e in entries) or "nothing (no manifest.json)"
-            raise WeightsError(f"the weights folder {path} has no weights for {variant_label(application, options)}; "
-                               f"it holds {kept}")  # fmt: skip
-        return str(entry.path.resolve()), {**entry.options, **options}, False
-    if not path.is_file():
-        raise WeightsError(f"no such weights file: {path}. Pass 'imagenet', a .weights.h5 file or a weights folder.")
-    described = [e for e in read_manifest(path.parent) if e.path.resolve() == path]
-    if described:
-        return str(path), {**described[0].options, **options}, False
-    return str(path), options, True
 
 
 def _keras_input_size(path: Path) -> tuple[int, int]:

@@ -26,11 +26,10 @@ from .registry import (
     NetworkSpec,
     find_spec,
     get_spec,
+    is_model_file,
     keras_cache_dir,
-    match_local_weights,
-    read_manifest,
+    resolve_weights,
     variant_label,
-    weights_dir_from_env,
 )
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -229,7 +228,7 @@ def load_model(
             weights="in-memory",
         )
     text = os.fspath(name_or_path)
-    if text.lower().endswith(".keras") or (os.path.sep in text and Path(text).suffix):
+    if is_model_file(text):
         return _load_keras_file(Path(text), labels=labels, preprocess=preprocess)
     return _load_application(get_spec(text), weights, labels, preprocess, constructor_options)
 
@@ -256,7 +255,8 @@ def _load_keras_file(path: Path, labels: Any, preprocess: Any) -> Network:
 def _load_application(
     spec: NetworkSpec, weights: Any, labels: Any, preprocess: Any, options: dict[str, Any]
 ) -> Network:
-    weights_arg, weights_text, options = _resolve_weights(spec, weights, options)
+    weights_arg, options, _ = resolve_weights(spec.name, weights, options)
+    weights_text = "random (untrained)" if weights_arg is None else weights_arg
     constructor = getattr(keras.applications, spec.name)
     try:
         model = constructor(weights=weights_arg, **options)
@@ -293,36 +293,6 @@ def _load_application(
         family=spec.family,
         input_size=(height, width),
     )
-
-
-def _resolve_weights(
-    spec: NetworkSpec, weights: Any, options: dict[str, Any]
-) -> tuple[str | None, str, dict[str, Any]]:
-    """Returns (argument for the constructor, description, constructor options)."""
-    if weights is None or (isinstance(weights, str) and weights.lower() in ("none", "random")):
-        return None, "random (untrained)", options
-    if isinstance(weights, str) and weights.lower() == "imagenet":
-        folder = weights_dir_from_env()
-        if folder is not None:
-            entry = match_local_weights(read_manifest(folder), spec.name, options)
-            if entry is not None:
-                return str(entry.path), str(entry.path), {**entry.options, **options}
-        return "imagenet", "imagenet", options
-    path = Path(os.fspath(weights)).expanduser()
-    if path.is_dir():
-        entries = read_manifest(path)
-        entry = match_local_weights(entries, spec.name, options)
-        if entry is None:
-            kept = ", ".join(e.label for e in entries) or "nothing (no manifest.json)"
-            raise WeightsError(f"the weights folder {path} has no weights for {variant_label(spec.name, options)}; "
-                               f"it holds {kept}")  # fmt: skip
-        return str(entry.path), str(entry.path), {**entry.options, **options}
-    if not path.is_file():
-        raise WeightsError(f"no such weights file: {path}. Pass 'imagenet', a .weights.h5 file or a weights folder.")
-    described = [e for e in read_manifest(path.parent) if e.path.resolve() == path.resolve()]
-    if described:
-        options = {**described[0].options, **options}
-    return str(path), str(path), options
 
 
 def _read_labels(labels: Any, count: int) -> tuple[str, ...] | None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ModelError
+from .errors import ModelError, WeightsError
 
 
 @dataclass(frozen=True)
@@ -239,3 +239,45 @@ def weights_status(spec: NetworkSpec, options: Mapping[str, Any] | None = None) 
     if (keras_cache_dir() / spec.cached_weights_name(options)).is_file():
         return "cached"
     return "download"
+
+
+def is_model_file(text: str) -> bool:
+    """Whether a model argument names a file (``.keras``, or a path with a suffix) rather than a registry name."""
+    return text.lower().endswith(".keras") or (os.path.sep in text and bool(Path(text).suffix))
+
+
+def resolve_weights(
+    application: str, weights: Any, options: Mapping[str, Any]
+) -> tuple[str | None, dict[str, Any], bool]:
+    """Where the weights of a Keras Applications network come from, without building it.
+
+    Returns ``(argument for the constructor, constructor options, custom)``: the argument is ``None``
+    (random weights), ``"imagenet"`` (Keras' download and cache) or an absolute file path. ``"imagenet"``
+    prefers matching weights in ``SENSMAP_WEIGHTS_DIR``; a folder is searched through its ``manifest.json``;
+    a file listed in its folder's manifest brings that entry's constructor options (the caller's options
+    win). ``custom`` is True for a weights file no manifest describes.
+    """
+    options = dict(options)
+    if weights is None or (isinstance(weights, str) and weights.strip().lower() in ("none", "random")):
+        return None, options, False
+    if isinstance(weights, str) and weights.strip().lower() == "imagenet":
+        folder = weights_dir_from_env()
+        entry = match_local_weights(read_manifest(folder), application, options) if folder is not None else None
+        if entry is None:
+            return "imagenet", options, False
+        return str(entry.path.resolve()), {**entry.options, **options}, False
+    path = Path(os.fspath(weights)).expanduser().resolve()
+    if path.is_dir():
+        entries = read_manifest(path)
+        entry = match_local_weights(entries, application, options)
+        if entry is None:
+            kept = ", ".join(e.label for e in entries) or "nothing (no manifest.json)"
+            raise WeightsError(f"the weights folder {path} has no weights for {variant_label(application, options)}; "
+                               f"it holds {kept}")  # fmt: skip
+        return str(entry.path.resolve()), {**entry.options, **options}, False
+    if not path.is_file():
+        raise WeightsError(f"no such weights file: {path}. Pass 'imagenet', a .weights.h5 file or a weights folder.")
+    described = [e for e in read_manifest(path.parent) if e.path.resolve() == path]
+    if described:
+        return str(path), {**described[0].options, **options}, False
+    return str(path), options, True

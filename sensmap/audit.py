@@ -69,7 +69,7 @@ from .fills import fill_label, normalize_fill
 from .images import FIT_METHODS, LoadedImage, fit_box, fit_image, load_image
 from .metrics import pointing
 from .registry import get_spec, is_model_file, resolve_weights, variant_label
-from .result import SensitivityResult, validate_score_kind
+from .result import SensitivityResult, json_default, validate_score_kind
 from .windows import DEFAULT_SIZES, DEFAULT_STRIDE, validate_sizes, validate_stride
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -96,7 +96,6 @@ MAPS_DIR = "maps"
 LOCK_FILE = ".audit.lock"
 ERROR_SUFFIX = ".error.json"
 
-_SLUG_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _NAME_PREFIX = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)=(.+)$")
 
 log = logging.getLogger(__name__)
@@ -128,11 +127,9 @@ def image_key(image_id: str) -> str:
 
 def model_slug(text: str) -> str:
     """A folder-safe network name: ASCII (α→a), ``[A-Za-z0-9._-]`` only, e.g. ``MobileNet_a0.25_128px``."""
-    from .report import ascii_text
+    from .report import safe_name
 
-    value = _SLUG_UNSAFE.sub("_", ascii_text(text)).strip("._-")
-    value = re.sub(r"\.{2,}", ".", value)[:80]
-    return value or "model"
+    return safe_name(text, "model", limit=80)
 
 
 def _now() -> str:
@@ -160,16 +157,6 @@ def _file_sha256(path: Path) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    return str(value)
 
 
 def _finite(value: Any) -> float | None:
@@ -546,7 +533,7 @@ def _prepare_folder(out: Path, settings: AuditSettings, specs: Sequence[ModelSpe
         (out / MAPS_DIR / f"model={spec.name}").mkdir(parents=True, exist_ok=True)
     state["source"] = source
     state["sensmap_version"] = __version__
-    _atomic_write(out / AUDIT_JSON, json.dumps(state, indent=2, default=_json_default).encode("utf-8"))
+    _atomic_write(out / AUDIT_JSON, json.dumps(state, indent=2, default=json_default).encode("utf-8"))
     return state
 
 
@@ -891,7 +878,7 @@ class AuditWorker:
             error = {**record, "stage": stage, "error": message, "at": _now(), "host": self.host, "pid": os.getpid()}
             if not self._running():
                 return None
-            _atomic_write(folder / f"{key}{ERROR_SUFFIX}", json.dumps(error, default=_json_default).encode("utf-8"))
+            _atomic_write(folder / f"{key}{ERROR_SUFFIX}", json.dumps(error, default=json_default).encode("utf-8"))
             return message
         self.mapped += 1
         if self.fail_after is not None and self.mapped >= int(self.fail_after[1]):
@@ -1105,7 +1092,7 @@ def run_audit(
             stats.summary = write_summary(index)
         stats.elapsed_s = time.perf_counter() - started
         state["last_run"] = {"finished": _now(), "complete": failure is None, **stats.as_dict()}
-        _atomic_write(out / AUDIT_JSON, json.dumps(state, indent=2, default=_json_default).encode("utf-8"))
+        _atomic_write(out / AUDIT_JSON, json.dumps(state, indent=2, default=json_default).encode("utf-8"))
     if failure is not None:
         raise failure
     return stats

@@ -636,9 +636,10 @@ MAX_NAME_PART = 40
 MAX_MODELS_IN_NAME = 4
 
 
-def _slug(text: object, fallback: str) -> str:
+def safe_name(text: object, fallback: str, limit: int = MAX_NAME_PART) -> str:
+    """A file-name part: ASCII (α→a), only ``[A-Za-z0-9._-]``, no ``..``, at most ``limit`` characters."""
     value = _UNSAFE.sub("_", ascii_text(text))
-    value = re.sub(r"\.{2,}", ".", value).strip("._-")[:MAX_NAME_PART].strip("._-")
+    value = re.sub(r"\.{2,}", ".", value).strip("._-")[:limit].strip("._-")
     return value or fallback
 
 
@@ -648,8 +649,8 @@ def report_filename(kind: str, model_names: Sequence[str], ext: str, *, when: da
     Only ``[A-Za-z0-9._-]``; built from the report kind, the network names (ASCII-folded, at
     most four) and the time (UTC, default now) — never from an uploaded file's name.
     """
-    models = "-vs-".join(_slug(name, "model") for name in list(model_names)[:MAX_MODELS_IN_NAME])
+    models = "-vs-".join(safe_name(name, "model") for name in list(model_names)[:MAX_MODELS_IN_NAME])
     stamp = _timestamp(when).strftime("%Y%m%d-%H%M%S")
     extension = re.sub(r"[^A-Za-z0-9]", "", str(ext))[:8] or "bin"
-    parts = ["sensmap", _slug(kind, "report"), models, stamp]
+    parts = ["sensmap", safe_name(kind, "report"), models, stamp]
     return "-".join(part for part in parts if part) + "." + extension

@@ -222,7 +222,7 @@ class SensitivityResult:
             outputs=self.outputs,
             boxes=self.boxes,
             size_index=self.size_index,
-            metadata=np.array(json.dumps(self._meta(), default=_json_default)),
+            metadata=np.array(json.dumps(self._meta(), default=json_default)),
         )
         return buffer.getvalue()
 
@@ -259,7 +259,8 @@ class SensitivityResult:
             raise SensmapError(f"cannot read sensmap result: {exc}") from None
 
 
-def _json_default(value: Any) -> Any:
+def json_default(value: Any) -> Any:
+    """``json.dumps`` fallback for numpy scalars and arrays; anything else as text (paths, …)."""
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray):

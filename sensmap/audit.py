@@ -66,7 +66,7 @@ import numpy as np
 from . import __version__
 from .errors import ModelError, ParameterError, SensmapError
 from .fills import fill_label, normalize_fill
-from .images import FIT_METHODS, LoadedImage, fit_box, fit_image, load_image
+from .images import FIT_METHODS, LoadedImage, box_on_grid, fit_image, load_image
 from .metrics import pointing
 from .registry import get_spec, is_model_file, resolve_weights, variant_label
 from .result import SensitivityResult, json_default, validate_score_kind
@@ -956,15 +956,7 @@ def grid_box(
     network grid — the same with ``squash``; with ``crop`` cut to the part the network sees (``None`` if none).
     """
     x0, y0, x1, y1 = (float(v) for v in box)
-    h, w = photo_size
-    cy0, cx0, cy1, cx1 = fit_box((h, w), grid, fit)
-    gy0 = min(max((y0 * h - cy0) / (cy1 - cy0), 0.0), 1.0)
-    gy1 = min(max((y1 * h - cy0) / (cy1 - cy0), 0.0), 1.0)
-    gx0 = min(max((x0 * w - cx0) / (cx1 - cx0), 0.0), 1.0)
-    gx1 = min(max((x1 * w - cx0) / (cx1 - cx0), 0.0), 1.0)
-    if gy1 <= gy0 or gx1 <= gx0:
-        return None
-    return gy0, gx0, gy1, gx1
+    return box_on_grid((y0, x0, y1, x1), photo_size, grid, fit)
 
 
 def box_support(support: np.ndarray, box: tuple[float, float, float, float] | None) -> dict[str, Any]:

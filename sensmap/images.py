@@ -564,6 +564,24 @@ def fit_image(image: LoadedImage, size: tuple[int, int], method: str = "squash")
     return np.asarray(resized, dtype=np.float32).copy()
 
 
+def box_on_grid(
+    box: tuple[float, float, float, float], image_size: tuple[int, int], size: tuple[int, int], method: str = "squash"
+) -> tuple[float, float, float, float] | None:
+    """A box ``(y0, x0, y1, x1)`` in fractions of the photo as fractions of the network grid.
+
+    ``squash`` keeps the fractions; ``crop`` maps them through :func:`fit_box` and clips them to the crop.
+    None when the network sees no part of the box.
+    """
+    height, width = image_size
+    top, left, bottom, right = fit_box(image_size, size, method)
+    y0, x0, y1, x1 = (float(v) for v in box)
+    rows = [float(np.clip((v * height - top) / (bottom - top), 0.0, 1.0)) for v in (y0, y1)]
+    cols = [float(np.clip((v * width - left) / (right - left), 0.0, 1.0)) for v in (x0, x1)]
+    if rows[1] - rows[0] <= 1e-9 or cols[1] - cols[0] <= 1e-9:
+        return None
+    return rows[0], cols[0], rows[1], cols[1]
+
+
 def map_to_photo(values: np.ndarray, image_size: tuple[int, int], method: str = "squash") -> np.ndarray:
     """Resample a map on the network grid onto the photo: ``float32`` ``(h, w)``, same units as ``values``.
 

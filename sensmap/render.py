@@ -33,7 +33,7 @@ from PIL import Image
 from plotly.subplots import make_subplots
 
 from .errors import ParameterError
-from .images import LoadedImage, fit_box, load_image, map_to_photo
+from .images import LoadedImage, box_on_grid, fit_box, load_image, map_to_photo
 from .result import SensitivityResult
 
 # ColorBrewer RdBu (colour-blind safe), reversed: blue = inhibits (negative), red = supports (positive).
@@ -697,14 +697,7 @@ def photo_box_to_grid(
     ``fit="squash"`` keeps the fractions; ``fit="crop"`` maps them through the crop of
     :func:`sensmap.images.fit_box` and clips them to it. None when no part of the box is seen.
     """
-    height, width = result.photo_size
-    top, left, bottom, right = fit_box(result.photo_size, result.input_size, result.fit)
-    y0, x0, y1, x1 = (float(v) for v in box)
-    rows = [float(np.clip((v * height - top) / (bottom - top), 0.0, 1.0)) for v in (y0, y1)]
-    cols = [float(np.clip((v * width - left) / (right - left), 0.0, 1.0)) for v in (x0, x1)]
-    if rows[1] - rows[0] <= 1e-9 or cols[1] - cols[0] <= 1e-9:
-        return None
-    return rows[0], cols[0], rows[1], cols[1]
+    return box_on_grid(box, result.photo_size, result.input_size, result.fit)
 
 
 def peak_on_photo(result: SensitivityResult) -> tuple[float, float]:

@@ -63,6 +63,17 @@ def auto_batch_size(height: int, width: int) -> int:
     return int(max(1, min(MAX_BATCH_SIZE, 2 ** math.floor(math.log2(MAX_BATCH_SIZE * scale)))))
 
 
+MODES: tuple[str, ...] = ("exact", "incremental", "fast")
+
+
+def validate_mode(mode: str) -> str:
+    """``mode`` lower-cased if it is one of :data:`MODES`, else a :class:`ParameterError`."""
+    value = str(mode).strip().lower()
+    if value not in MODES:
+        raise ParameterError(f"unknown mode {mode!r}: choose one of {', '.join(MODES)}")
+    return value
+
+
 def _as_network(model: Network | Any) -> Network:
     return model if isinstance(model, Network) else load_model(model)
 
@@ -141,14 +152,18 @@ def predict_batches(
     *,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | Callable[[], bool] | None = None,
+    predict: Callable[[Any], tf.Tensor] | None = None,
 ) -> np.ndarray:
     """Run every batch through the network's compiled call: probabilities ``(total, classes)``.
+
+    ``predict`` replaces the compiled call (the incremental engine feeds cover positions instead of
+    covered images).
 
     A stopped run (``cancel``, or any exception raised by ``progress``, such as Streamlit's stop
     when a setting changes) drops its ``tf.data`` iterator, its current batch and its partial outputs
     before the exception leaves, even when the caller keeps the exception and so this frame.
     """
-    predict = network.compiled_predict
+    predict = network.compiled_predict if predict is None else predict
     outputs = np.empty((total, network.num_classes), dtype=np.float32)
     done = 0
     iterator = batch = scores = None
@@ -185,6 +200,68 @@ def run_occlusions(
     return predict_batches(network, batches, len(boxes), progress=progress, cancel=cancel)
 
 
+def run_incremental(
+    network: Network,
+    pixels: np.ndarray,
+    canvas: np.ndarray,
+    boxes: np.ndarray,
+    *,
+    batch_size: int,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | Callable[[], bool] | None = None,
+) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """Same probabilities as :func:`run_occlusions`, computing only what each cover changes.
+
+    Covers are grouped by size; each group runs incrementally (see :mod:`sensmap.incremental`)
+    when that saves arithmetic, else densely. Returns the outputs and one record per group
+    (cover size in pixels, windows, estimated arithmetic speed-up, how it ran and why).
+    """
+    from . import incremental
+
+    engine = incremental.incremental_model(network)
+    state = engine.prepare(pixels, canvas)
+    outputs = np.empty((len(boxes), network.num_classes), dtype=np.float32)
+    groups: list[dict[str, Any]] = []
+    done = 0
+
+    def shifted(offset: int) -> ProgressCallback | None:
+        if progress is None:
+            return None
+        return lambda finished, _total: progress(offset + finished, len(boxes))
+
+    for indices in incremental.group_by_size(boxes):
+        group_boxes = boxes[indices]
+        plan = engine.plan(group_boxes)
+        gain = engine.estimated_speedup(plan)
+        record = {
+            "cover_px": [int(v) for v in group_boxes[0, 2:] - group_boxes[0, :2]],
+            "windows": len(indices),
+            "estimated_speedup": round(gain, 3),
+        }
+        if engine.input_id in plan.dense or gain < incremental.MIN_USEFUL_SPEEDUP:
+            record["ran"] = "dense"
+            record["why"] = engine.dense_reason() or "the covers are too large to save work"
+            group_outputs = run_occlusions(
+                network, pixels, canvas, group_boxes, batch_size=batch_size, progress=shifted(done), cancel=cancel
+            )
+        else:
+            record["ran"] = "incremental"
+            function = engine.function_for(plan)
+            starts = tf.data.Dataset.from_tensor_slices(incremental.plan_starts(engine, plan)).batch(batch_size)
+            group_outputs = predict_batches(
+                network,
+                _pipeline(starts),
+                len(indices),
+                progress=shifted(done),
+                cancel=cancel,
+                predict=lambda batch, function=function: function(batch, state),
+            )
+        outputs[indices] = group_outputs
+        done += len(indices)
+        groups.append(record)
+    return outputs, groups
+
+
 def _cancelled(cancel: CancelToken | Callable[[], bool] | None) -> bool:
     if cancel is None:
         return False
@@ -207,6 +284,7 @@ def sensitivity_map(
     cancel: CancelToken | Callable[[], bool] | None = None,
     fit: str = "squash",
     max_passes: int | None = None,
+    mode: str = "exact",
 ) -> SensitivityResult:
     """Occlusion sensitivity map of ``image`` for one class of ``model``.
 
@@ -217,8 +295,15 @@ def sensitivity_map(
     score. ``progress(done, total)`` is called after each batch; ``cancel`` (an Event-like
     object or a callable) stops the run with :class:`CancelledError`. ``max_passes`` (default
     ``SENSMAP_MAX_PASSES`` or 20 000) refuses runaway settings before any work.
+
+    ``mode``: ``"exact"`` (every cover, dense forward passes); ``"incremental"`` (same numbers,
+    recomputing only the part of each activation a cover can change — see
+    :mod:`sensmap.incremental`; the first map per network and settings traces its functions);
+    ``"fast"`` (approximate: every window of the coarser sizes, the finest size only where it
+    matters, the rest predicted — see :mod:`sensmap.fast`; ``metadata["approximate"]`` is true).
     """
     started = time.perf_counter()
+    mode = validate_mode(mode)
     network = _as_network(model)
     photo = _as_image(image)
     score_kind = validate_score_kind(score)
@@ -245,7 +330,16 @@ def sensitivity_map(
     prepared = time.perf_counter()
     reference = network.predict(pixels)[0]
     target_index = int(np.argmax(reference)) if target is None else network.class_index(target)
-    outputs = run_occlusions(network, pixels, canvas, boxes, batch_size=batch_size, progress=progress, cancel=cancel)
+    mode_metadata: dict[str, Any] = {}
+    if mode == "incremental":
+        outputs, groups = run_incremental(
+            network, pixels, canvas, boxes, batch_size=batch_size, progress=progress, cancel=cancel
+        )
+        mode_metadata["incremental_groups"] = groups
+    else:
+        outputs = run_occlusions(
+            network, pixels, canvas, boxes, batch_size=batch_size, progress=progress, cancel=cancel
+        )
     finished = time.perf_counter()
     return SensitivityResult(
         model_name=network.name,
@@ -261,7 +355,9 @@ def sensitivity_map(
         reference_probabilities=reference,
         outputs=outputs,
         metadata={
-            "mode": "exact",
+            "mode": mode,
+            "approximate": False,
+            **mode_metadata,
             "softmax_applied": network.softmax_applied,
             "preprocess": network.preprocess_name,
             "weights": network.weights,

@@ -130,6 +130,7 @@ class Network:
     family: str = "custom"
     softmax_applied: bool = False  # outputs were logits/scores; sensmap applies softmax
     _compiled: Any = field(default=None, repr=False)
+    _incremental: Any = field(default=None, repr=False)  # sensmap.incremental.IncrementalModel, built on first use
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property

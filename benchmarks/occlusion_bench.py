@@ -6,11 +6,15 @@ One process, the same network and photo for every method, run side by side:
 (b) naive     — one ``model.predict`` per occluded image (timed on a prefix of the windows)
 (c) tf-explain style — build all occluded images in memory, then ``model.predict(batch_size=32)``
 (d) sensmap exact — ``sensmap.sensitivity_map``
+(e) sensmap fast — ``mode="fast"`` (approximate: fewer passes; SSIM and top-5 % IoU against (d) reported)
+(f) sensmap incremental — ``mode="incremental"`` (exact; max |Δ| against (d) reported; timed warm, its
+    one-time tracing per network and settings reported as "first map")
 
 Networks: MobileNetV2 with the real shared weights, ResNet50 with ``weights=None`` (timing only).
 Maps: default (sizes 1/2, 1/4, 1/8 → 283 passes) and fine (1/4, 1/8, 1/16 → 1 235 passes).
-Prints passes/s, seconds per map, peak RSS above the start of each method, and ratios; writes JSON and a
-Markdown table. Medians over ``--repeats`` runs. Not a test: tests assert correctness, this prints numbers.
+Prints forward passes/s, seconds per whole map, peak RSS above the start of each method, and each method's
+time per map over sensmap exact's (and exact's over each baseline's); writes JSON and a Markdown table.
+Medians over ``--repeats`` runs. Not a test: tests assert correctness, this prints numbers.
 
     .venv/bin/python benchmarks/occlusion_bench.py --repeats 3 --out benchmarks/results
 """
@@ -88,7 +92,7 @@ def method_ceiling(network, pixels, canvas, boxes, batch):
     start = time.perf_counter()
     for tensor in tensors:
         network.compiled_predict(tensor).numpy()
-    return time.perf_counter() - start, len(boxes)
+    return time.perf_counter() - start, len(boxes), None
 
 
 def method_naive(network, pixels, canvas, boxes, batch):
@@ -98,7 +102,7 @@ def method_naive(network, pixels, canvas, boxes, batch):
     start = time.perf_counter()
     for box in subset:
         model.predict(preprocess(tf.constant(occluded(pixels, canvas, box)[None])), verbose=0)
-    return time.perf_counter() - start, len(subset)
+    return time.perf_counter() - start, len(subset), None
 
 
 def method_tf_explain(network, pixels, canvas, boxes, batch):
@@ -106,21 +110,32 @@ def method_tf_explain(network, pixels, canvas, boxes, batch):
     start = time.perf_counter()
     everything = np.stack([occluded(pixels, canvas, b) for b in boxes])
     model.predict(preprocess(tf.constant(everything)), batch_size=32, verbose=0)
-    return time.perf_counter() - start, len(boxes)
+    return time.perf_counter() - start, len(boxes), None
 
 
-def method_sensmap(network, pixels, canvas, boxes, batch, sizes=None):
+def method_sensmap(network, pixels, boxes, batch, sizes, mode):
     start = time.perf_counter()
-    result = sensmap.sensitivity_map(network, pixels.astype(np.uint8), sizes=sizes, batch_size=batch)
-    return time.perf_counter() - start, result.passes
+    result = sensmap.sensitivity_map(network, pixels.astype(np.uint8), sizes=sizes, batch_size=batch, mode=mode)
+    return time.perf_counter() - start, result.passes, result
 
 
-METHODS = {
-    "a_ceiling": method_ceiling,
-    "b_naive": method_naive,
-    "c_tf_explain": method_tf_explain,
-    "d_sensmap_exact": method_sensmap,
-}
+BASELINES = {"a_ceiling": method_ceiling, "b_naive": method_naive, "c_tf_explain": method_tf_explain}
+SENSMAP_MODES = {"d_sensmap_exact": "exact", "e_sensmap_fast": "fast", "f_sensmap_incremental": "incremental"}
+
+
+def quality(exact, approximate) -> dict:
+    """How close a map is to the exact one: SSIM (scikit-image), top-5 % IoU, max |Δ| of the outputs."""
+    from skimage.metrics import structural_similarity
+
+    from sensmap.metrics import top_iou
+
+    span = float(exact.support.max() - exact.support.min()) or 1.0
+    return {
+        "ssim": float(structural_similarity(exact.support, approximate.support, data_range=span)),
+        "top5_iou": float(top_iou(exact.support, approximate.support, 0.05)),
+        "max_abs_output_diff": float(np.abs(exact.outputs - approximate.outputs).max()),
+        "refined_fraction": approximate.metadata.get("refined_fraction"),
+    }
 
 
 def run(network, photo, map_name: str, repeats: int) -> dict:
@@ -131,17 +146,23 @@ def run(network, photo, map_name: str, repeats: int) -> dict:
     boxes = np.concatenate([grid.boxes for grid in window_grids(height, width, sizes, 0.5)])
     batch = auto_batch_size(height, width)
     sensmap.sensitivity_map(network, pixels.astype(np.uint8), sizes=(0.5,))  # warm up: trace, allocate
-    rows = {}
-    for name, method in METHODS.items():
+    first_incremental = time.perf_counter()  # one-time tracing of the incremental functions
+    method_sensmap(network, pixels, boxes, batch, sizes, "incremental")
+    first_incremental = time.perf_counter() - first_incremental
+    rows, results = {}, {}
+    for name in [*BASELINES, *SENSMAP_MODES]:
         rates, seconds, peaks = [], [], []
         for _ in range(repeats):
             with PeakRss() as rss:
-                if name == "d_sensmap_exact":
-                    elapsed, passes = method(network, pixels, canvas, boxes, batch, sizes)
+                if name in SENSMAP_MODES:
+                    elapsed, passes, result = method_sensmap(network, pixels, boxes, batch, sizes, SENSMAP_MODES[name])
+                    results[name] = result
+                    whole = elapsed  # the whole map, whatever number of passes it needed
                 else:
-                    elapsed, passes = method(network, pixels, canvas, boxes, batch)
+                    elapsed, passes, _ = BASELINES[name](network, pixels, canvas, boxes, batch)
+                    whole = elapsed * len(boxes) / passes  # a timed prefix stands for the whole map
             rates.append(passes / elapsed)
-            seconds.append(elapsed * len(boxes) / passes)  # per whole map
+            seconds.append(whole)
             peaks.append(rss.peak_mb)
         rows[name] = {
             "passes_per_s": statistics.median(rates),
@@ -150,9 +171,12 @@ def run(network, photo, map_name: str, repeats: int) -> dict:
             "runs": repeats,
             "timed_passes": passes,
         }
-    exact = rows["d_sensmap_exact"]["passes_per_s"]
+    exact = rows["d_sensmap_exact"]["seconds_per_map"]
     for row in rows.values():
-        row["sensmap_speedup"] = exact / row["passes_per_s"]
+        row["vs_exact"] = row["seconds_per_map"] / exact  # > 1: slower than sensmap exact
+    rows["e_sensmap_fast"]["quality"] = quality(results["d_sensmap_exact"], results["e_sensmap_fast"])
+    rows["f_sensmap_incremental"]["quality"] = quality(results["d_sensmap_exact"], results["f_sensmap_incremental"])
+    rows["f_sensmap_incremental"]["first_map_s"] = first_incremental
     return {"passes": len(boxes), "batch_size": batch, "methods": rows}
 
 
@@ -172,14 +196,23 @@ def machine() -> str:
 
 def markdown(report: dict) -> str:
     lines = [f"Machine: {report['machine']}  ", f"Photo: {report['photo']}; medians of {report['repeats']} runs.", ""]
-    lines.append("| network | map | passes | method | passes/s | s/map | peak RSS (MB) | sensmap exact ÷ method |")
-    lines.append("|---|---|---:|---|---:|---:|---:|---:|")
+    lines.append(
+        "| network | map | windows | method | forward passes/s | s/map | time ÷ exact's | peak RSS (MB) "
+        "| quality vs exact |"
+    )
+    lines.append("|---|---|---:|---|---:|---:|---:|---:|---|")
     for key, entry in report["results"].items():
         network, map_name = key.split("/")
         for name, row in entry["methods"].items():
+            note = ""
+            if "quality" in row:
+                q = row["quality"]
+                note = f"SSIM {q['ssim']:.3f}, top-5% IoU {q['top5_iou']:.2f}, max|Δp| {q['max_abs_output_diff']:.1e}"
+            if "first_map_s" in row:
+                note += f"; first map {row['first_map_s']:.1f} s (tracing)"
             lines.append(
                 f"| {network} | {map_name} | {entry['passes']} | {name} | {row['passes_per_s']:.1f} | "
-                f"{row['seconds_per_map']:.2f} | {row['peak_rss_mb']:.0f} | {row['sensmap_speedup']:.2f}× |"
+                f"{row['seconds_per_map']:.2f} | {row['vs_exact']:.2f} | {row['peak_rss_mb']:.0f} | {note} |"
             )
     return "\n".join(lines)
 
@@ -203,7 +236,7 @@ def main() -> None:
             entry = run(network, photo, map_name, args.repeats)
             report["results"][f"{name}/{map_name}"] = entry
             print(f"{name} {map_name}: " + ", ".join(
-                f"{m} {r['passes_per_s']:.1f}/s" for m, r in entry["methods"].items()), flush=True)  # fmt: skip
+                f"{m} {r['seconds_per_map']:.2f} s" for m, r in entry["methods"].items()), flush=True)  # fmt: skip
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "occlusion_bench.json").write_text(json.dumps(report, indent=2))

@@ -56,11 +56,19 @@ with right:
         "Score", list(ui.SCORE_CHOICES), index=list(ui.SCORE_CHOICES).index(now.score),
         format_func=ui.SCORE_CHOICES.get, horizontal=True, key="w.score",
     )  # fmt: skip
+    mode = st.radio(
+        "Engine", list(ui.MODE_CHOICES), index=list(ui.MODE_CHOICES).index(now.mode),
+        format_func=ui.MODE_CHOICES.get, horizontal=True, key="w.mode",
+        help="Exact covers every window. Incremental gives the same map, recomputing only the part of each "
+        "layer a cover can change (the first map per network and settings prepares it). Fast measures the "
+        "coarser covers everywhere and the finest only where they matter, predicts the rest, and marks the map "
+        "approximate.",
+    )  # fmt: skip
     if not sizes:
         st.warning("Choose at least one cover size.", icon=":material/warning:")
         st.stop()
     settings = ui.MapSettings(tuple(sorted((ui.SIZE_CHOICES[s] for s in sizes), reverse=True)),
-                              ui.STRIDE_CHOICES[stride], fill, colour, score)  # fmt: skip
+                              ui.STRIDE_CHOICES[stride], fill, colour, score, mode)  # fmt: skip
     ui.set_settings(settings)
     cost = ui.cost_preview(choice, network, settings)
     key = ui.result_key(choice, photo, settings, target)
@@ -85,6 +93,8 @@ if not exact:
         icon=":material/history:",
     )
 story_slot.info(ui.plain(ui.story_text(result)), icon=":material/record_voice_over:")
+if result.approximate:
+    st.warning(ui.plain(ui.approximate_note(result)), icon=":material/speed:")
 shown_key = key if exact else ui.last_key(photo, choice)
 st.caption(ui.colour_key(result.score_kind))
 views = ["Overlay", "Brightness", "Per cover size", "Label flip", "Faithfulness", "Stability"]

@@ -108,6 +108,19 @@ def _png_text(text: object) -> str:
 # --------------------------------------------------------------------------- shared content
 
 
+def mode_text(result: SensitivityResult) -> str:
+    """How the map was computed, in words: exact, incremental (exact) or fast (approximate, how much measured)."""
+    mode = str((result.metadata or {}).get("mode", "exact"))
+    if result.approximate:
+        return (
+            f"{mode} — approximate: {result.passes:,} of {result.window_total:,} windows measured, "
+            "the rest predicted from the measured ones"
+        )
+    if mode == "incremental":
+        return "incremental — exact (only the changed part of each activation recomputed)"
+    return "exact"
+
+
 def parameter_rows(result: SensitivityResult) -> list[tuple[str, str]]:
     """``(name, value)`` rows describing how a map was made (for the PNG and HTML reports)."""
     meta = result.metadata or {}
@@ -121,6 +134,7 @@ def parameter_rows(result: SensitivityResult) -> list[tuple[str, str]]:
         ("fill", result.fill),
         ("score", result.score_kind),
         ("photo fitted by", f"{result.fit} to {result.input_size[1]}×{result.input_size[0]} px"),
+        ("engine mode", mode_text(result)),
         ("forward passes", f"{result.passes:,} (+1 reference)"),
         ("time", f"{float(total):.2f} s" if isinstance(total, (int, float)) else "not recorded"),
         ("device", str(meta.get("device", "not recorded"))),

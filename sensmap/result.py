@@ -82,8 +82,11 @@ class SensitivityResult:
     score_kind: str  # "probability" or "log-odds"
     target: int  # class index the map explains
     reference_probabilities: np.ndarray  # (classes,) of the unoccluded image
-    outputs: np.ndarray  # (passes, classes) probabilities of every occluded input
+    outputs: np.ndarray  # (windows, classes) probabilities of every occluded input
     metadata: dict[str, Any] = field(default_factory=dict)  # versions, timings, notes, mode…
+    # (windows,) bool: True where a forward pass was run; None = every window (exact maps). Fast-mode
+    # maps predict the other windows' outputs (see sensmap.fast), so they are approximate.
+    measured: np.ndarray | None = None
     support: np.ndarray = field(init=False)  # (H, W) scale-independent map (mean of per_size)
     per_size: np.ndarray = field(init=False)  # (sizes, H, W)
 
@@ -96,11 +99,17 @@ class SensitivityResult:
         self.reference_probabilities = np.asarray(self.reference_probabilities, dtype=np.float32)
         self.outputs = np.asarray(self.outputs, dtype=np.float32)
         self._grids = window_grids(self.input_size[0], self.input_size[1], self.sizes, self.stride)
-        if self.outputs.shape != (self.passes, len(self.labels)):
+        if self.outputs.shape != (self.window_total, len(self.labels)):
             raise SensmapError(
-                f"result is inconsistent: {self.outputs.shape[0]} outputs for {self.passes} windows "
+                f"result is inconsistent: {self.outputs.shape[0]} outputs for {self.window_total} windows "
                 f"and {len(self.labels)} classes"
             )
+        if self.measured is not None:
+            self.measured = np.asarray(self.measured, dtype=bool)
+            if self.measured.shape != (self.window_total,):
+                raise SensmapError(f"result is inconsistent: measured mask of shape {self.measured.shape}")
+            if self.measured.all():
+                self.measured = None
         self.per_size, self.support = self.maps_for(self.target)
         self._photo_support: np.ndarray | None = None
 
@@ -126,9 +135,19 @@ class SensitivityResult:
         return tuple(grid.count for grid in self.grids)
 
     @property
-    def passes(self) -> int:
-        """Occluded forward passes the map used (the one unoccluded reference pass not counted)."""
+    def window_total(self) -> int:
+        """Windows of the map, all sizes (= forward passes of an exact map)."""
         return int(sum(self.window_counts))
+
+    @property
+    def passes(self) -> int:
+        """Occluded forward passes really run (the one unoccluded reference pass not counted)."""
+        return self.window_total if self.measured is None else int(self.measured.sum())
+
+    @property
+    def approximate(self) -> bool:
+        """True when some windows were predicted rather than measured (fast mode)."""
+        return self.measured is not None
 
     # ------------------------------------------------------------------ scores
     @property
@@ -207,6 +226,8 @@ class SensitivityResult:
             "target": self.target,
             "target_name": self.target_name,
             "passes": self.passes,
+            "windows": self.window_total,
+            "approximate": self.approximate,
             "metadata": self.metadata,
         }
 
@@ -222,6 +243,7 @@ class SensitivityResult:
             outputs=self.outputs,
             boxes=self.boxes,
             size_index=self.size_index,
+            measured=np.ones(self.window_total, bool) if self.measured is None else self.measured,
             metadata=np.array(json.dumps(self._meta(), default=json_default)),
         )
         return buffer.getvalue()
@@ -252,6 +274,7 @@ class SensitivityResult:
                     reference_probabilities=data["reference_probabilities"],
                     outputs=data["outputs"],
                     metadata=meta.get("metadata", {}),
+                    measured=np.array(data["measured"]) if "measured" in data.files else None,
                 )
                 result._photo_support = np.array(data["support_photo"])
                 return result

@@ -95,6 +95,11 @@ FILL_CHOICES: dict[str, str] = {
     "custom": "custom colour",
 }
 SCORE_CHOICES: dict[str, str] = {"probability": "probability (pp)", "log-odds": "log-odds (saturated networks)"}
+MODE_CHOICES: dict[str, str] = {
+    "exact": "exact",
+    "incremental": "incremental (same map, faster after the first)",
+    "fast": "fast (approximate, about 3× fewer passes)",
+}
 
 SAMPLE_PHOTOS: dict[str, tuple[str, str]] = {
     "chelsea.jpg": ("Chelsea the cat", "Chelsea the cat, scikit-image (Stéfan van der Walt), CC0 1.0"),
@@ -469,6 +474,7 @@ class MapSettings:
     fill: str = "gray"  # a name of FILL_CHOICES; "custom" uses colour
     colour: str = "#808080"
     score: str = "probability"
+    mode: str = "exact"  # a key of MODE_CHOICES (sensmap.engine.MODES)
 
     def fill_value(self) -> str | tuple[float, float, float]:
         if self.fill != "custom":
@@ -477,11 +483,14 @@ class MapSettings:
         return tuple(float(int(text[i : i + 2], 16)) for i in (0, 2, 4))  # type: ignore[return-value]
 
     def kwargs(self, target: int | None = None) -> dict[str, Any]:
-        return dict(sizes=self.sizes, stride=self.stride, fill=self.fill_value(), score=self.score, target=target)
+        return dict(
+            sizes=self.sizes, stride=self.stride, fill=self.fill_value(), score=self.score, target=target,
+            mode=self.mode,
+        )  # fmt: skip
 
     @property
     def key(self) -> tuple:
-        return (tuple(round(s, 6) for s in self.sizes), round(self.stride, 6), self.fill_value(), self.score)
+        return (tuple(round(s, 6) for s in self.sizes), round(self.stride, 6), self.fill_value(), self.score, self.mode)
 
 
 def label_for(choices: dict[str, Any], value: Any) -> str:
@@ -771,6 +780,7 @@ def stability_numbers(key: ResultKey, result: SensitivityResult) -> tuple[np.nda
         and (other_key.photo, other_key.network, other_key.target) == (key.photo, key.network, key.target)
         and (other_key.settings[0], other_key.settings[1], other_key.settings[3])
         == (key.settings[0], key.settings[1], key.settings[3])
+        and other_key.settings[2] != key.settings[2]  # another fill (not the same map in another mode)
     ]
     spread, score = stability([m for r in (result, *others) for m in r.per_size])
     fills = [r.fill for r in (result, *others)]
@@ -911,11 +921,19 @@ def wrap_subplot_titles(fig: Any, width: int = 30) -> Any:
     return fig
 
 
+def approximate_note(result: SensitivityResult) -> str:
+    """The warning shown over a fast-mode map: what was measured and what was predicted."""
+    from .report import mode_text
+
+    return f"Approximate map ({mode_text(result)}). Run it in exact or incremental mode before relying on details."
+
+
 def describe_settings(value: MapSettings) -> str:
     """One line about the settings, e.g. ``covers 1/2, 1/4 · stride 1/2 · fill gray · probability``."""
     covers = ", ".join(label_for(SIZE_CHOICES, s) for s in value.sizes)
     fill = value.colour if value.fill == "custom" else value.fill
-    return f"covers {covers} · stride {label_for(STRIDE_CHOICES, value.stride)} · fill {fill} · {value.score}"
+    mode = "" if value.mode == "exact" else f" · {value.mode} mode"
+    return f"covers {covers} · stride {label_for(STRIDE_CHOICES, value.stride)} · fill {fill} · {value.score}{mode}"
 
 
 # --------------------------------------------------------------------------- reports

@@ -25,9 +25,11 @@ from .fills import DEFAULT_FILL, Fill, fill_canvas, fill_label, normalize_fill
 from .images import LoadedImage, fit_image, load_image
 from .metrics import curve_auc, faithfulness_passes, random_rank, step_counts, support_rank
 from .models import Network, load_model, tf
-from .result import SensitivityResult, validate_score_kind
+from .result import SensitivityResult, class_scores, validate_score_kind
 from .windows import DEFAULT_SIZES, DEFAULT_STRIDE, cheaper_stride_for_budget, count_passes, window_grids
 
+#: Fast mode: an exact map's passes over a fast map's (the issue's target; see sensmap.fast).
+FAST_SPEEDUP = 3.0
 #: Largest map (forward passes) computed unless the caller raises it; ``SENSMAP_MAX_PASSES`` overrides.
 DEFAULT_MAX_PASSES = 20_000
 MAX_BATCH_SIZE = 64
@@ -91,8 +93,17 @@ def classify(model: Network | Any, image: LoadedImage | Any, top: int = 5, fit: 
     return [Prediction(int(i), network.labels[i], float(probabilities[i])) for i in order]
 
 
-def plan_passes(model: Network, sizes: Sequence[float] = DEFAULT_SIZES, stride: float = DEFAULT_STRIDE) -> int:
-    """Forward passes a map with these settings needs on this network (reference pass not counted)."""
+def plan_passes(
+    model: Network, sizes: Sequence[float] = DEFAULT_SIZES, stride: float = DEFAULT_STRIDE, mode: str = "exact"
+) -> int:
+    """Forward passes a map with these settings needs on this network (reference pass not counted).
+
+    Exact and incremental maps run one pass per window; fast maps the budget of their plan.
+    """
+    if validate_mode(mode) == "fast":
+        from .fast import FastPlan
+
+        return FastPlan(window_grids(*model.input_size, sizes, stride), speedup=FAST_SPEEDUP).budget
     return count_passes(*model.input_size, sizes, stride)
 
 
@@ -262,6 +273,63 @@ def run_incremental(
     return outputs, groups
 
 
+def run_fast(
+    network: Network,
+    pixels: np.ndarray,
+    canvas: np.ndarray,
+    grids: Sequence[Any],
+    reference: np.ndarray,
+    target: int,
+    score_kind: str,
+    *,
+    batch_size: int,
+    speedup: float = FAST_SPEEDUP,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | Callable[[], bool] | None = None,
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Fast-mode outputs: measure the windows :class:`sensmap.fast.FastPlan` asks for, predict the rest.
+
+    Returns ``(outputs (windows, classes), measured (windows,) bool, metadata)``. Measured rows are
+    real probabilities; the others are ``reference − predicted support`` per class (predictions can
+    leave 0..1 slightly, and are chosen for the target class: other classes are less accurate).
+    """
+    from .fast import FastPlan
+
+    plan = FastPlan(grids, speedup=speedup)
+    boxes = np.concatenate([grid.boxes for grid in grids])
+    outputs = np.full((len(boxes), network.num_classes), np.nan, dtype=np.float32)
+    reference_score = class_scores(reference, target, score_kind)
+    done = 0
+    while (indices := plan.next_windows()) is not None:
+        offset = done
+
+        def report(finished: int, _total: int, offset: int = offset) -> Any:
+            return None if progress is None else progress(offset + finished, plan.budget)
+
+        batch_outputs = run_occlusions(
+            network, pixels, canvas, boxes[indices], batch_size=batch_size, progress=report, cancel=cancel
+        )
+        outputs[indices] = batch_outputs
+        plan.record(indices, reference_score - class_scores(batch_outputs, target, score_kind))
+        done += len(indices)
+    measured = plan.measured
+    if not measured.all():
+        support = plan.fill(reference[None, :].astype(np.float64) - outputs.astype(np.float64))
+        outputs = np.where(measured[:, None], outputs, reference[None, :] - support).astype(np.float32)
+    sizes_measured = [float(measured[o : o + g.count].mean()) for o, g in zip(_offsets(grids), grids, strict=True)]
+    metadata = {
+        "speedup_target": speedup,
+        "measured_fraction": float(measured.mean()),
+        "measured_fraction_per_size": sizes_measured,
+        "refined_fraction": min(sizes_measured),
+    }
+    return outputs, measured, metadata
+
+
+def _offsets(grids: Sequence[Any]) -> list[int]:
+    return [int(v) for v in np.cumsum([0] + [grid.count for grid in grids])[:-1]]
+
+
 def _cancelled(cancel: CancelToken | Callable[[], bool] | None) -> bool:
     if cancel is None:
         return False
@@ -312,7 +380,7 @@ def sensitivity_map(
     grids = window_grids(height, width, sizes, stride)
     boxes = np.concatenate([grid.boxes for grid in grids])
     budget = max_passes_from_env() if max_passes is None else int(max_passes)
-    if len(boxes) > budget:
+    if (len(boxes) if mode != "fast" else plan_passes(network, sizes, stride, mode)) > budget:
         cheaper = cheaper_stride_for_budget(height, width, sizes, stride, budget)
         advice = f" stride {cheaper:g} fits" if cheaper else " drop the smallest cover size"
         raise BudgetError(
@@ -331,7 +399,15 @@ def sensitivity_map(
     reference = network.predict(pixels)[0]
     target_index = int(np.argmax(reference)) if target is None else network.class_index(target)
     mode_metadata: dict[str, Any] = {}
-    if mode == "incremental":
+    measured = None
+    if mode == "fast":
+        outputs, measured, fast_metadata = run_fast(
+            network, pixels, canvas, grids, reference, target_index, score_kind,
+            batch_size=batch_size, progress=progress, cancel=cancel,
+        )  # fmt: skip
+        mode_metadata["fast"] = fast_metadata
+        mode_metadata["refined_fraction"] = fast_metadata["refined_fraction"]
+    elif mode == "incremental":
         outputs, groups = run_incremental(
             network, pixels, canvas, boxes, batch_size=batch_size, progress=progress, cancel=cancel
         )
@@ -354,9 +430,10 @@ def sensitivity_map(
         target=target_index,
         reference_probabilities=reference,
         outputs=outputs,
+        measured=measured,
         metadata={
             "mode": mode,
-            "approximate": False,
+            "approximate": measured is not None and not measured.all(),
             **mode_metadata,
             "softmax_applied": network.softmax_applied,
             "preprocess": network.preprocess_name,
@@ -369,7 +446,7 @@ def sensitivity_map(
                 "forward": finished - prepared,
                 "total": finished - started,
             },
-            "passes_per_s": len(boxes) / max(finished - prepared, 1e-9),
+            "passes_per_s": (len(boxes) if measured is None else int(measured.sum())) / max(finished - prepared, 1e-9),
             "versions": versions(),
             "device": "GPU" if tf.config.list_logical_devices("GPU") else "CPU",
         },

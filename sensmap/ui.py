@@ -54,7 +54,7 @@ from .errors import CancelledError, SensmapError
 from .images import LoadedImage, load_image
 from .registry import REGISTRY, find_spec, read_manifest, variant_label, weights_dir_from_env, weights_status
 from .render import COLOUR_CAPTION
-from .windows import DEFAULT_SIZES, DEFAULT_STRIDE, count_passes
+from .windows import DEFAULT_SIZES, DEFAULT_STRIDE
 
 if TYPE_CHECKING:  # TensorFlow loads only when a network is needed
     from .models import Network
@@ -456,8 +456,9 @@ class Cost:
 
 def cost_preview(choice: NetworkChoice, network: Network, settings: MapSettings) -> Cost:
     """Forward passes and estimated seconds of a map plus its faithfulness check (probe timed once per network)."""
-    height, width = network.input_size
-    passes = count_passes(height, width, settings.sizes, settings.stride)
+    from .engine import plan_passes
+
+    passes = plan_passes(network, settings.sizes, settings.stride, settings.mode)
     check = faithfulness_passes()
     return Cost(passes, check, (passes + check) * _seconds_per_pass(choice))
 
@@ -650,7 +651,9 @@ def run_map_with_progress(
     key = result_key(choice, photo, value, target)
     if key in results():
         return results()[key]
-    map_passes = count_passes(*network.input_size, value.sizes, value.stride)
+    from .engine import plan_passes
+
+    map_passes = plan_passes(network, value.sizes, value.stride, value.mode)
     run = _RunProgress(f"{choice.label} on {photo.name}", map_passes + faithfulness_passes(), "map")
     result = None
     with _reporting(run):

@@ -58,6 +58,22 @@ def test_map_writes_npz_and_png(tmp_path, capsys):
 
 
 @pytest.mark.parametrize(
+    ("mode", "passes", "words"), [("fast", 19, "approximate: 19 of 58"), ("incremental", 58, "exact")]
+)
+def test_map_modes(mode, passes, words, tmp_path, capsys):
+    npz = tmp_path / "map.npz"
+    code = main([
+        "map", str(shared_photo("wolf_snow.webp")), "--model", "MobileNet", "--weights", MOBILENET_025,
+        "--sizes", "0.5", "0.25", "--mode", mode, "--out-npz", str(npz), "--quiet",
+    ])  # fmt: skip
+    assert code == 0
+    out = capsys.readouterr().out
+    assert f"{passes} forward passes" in out and words in out and mode in out
+    result = sensmap.SensitivityResult.load(npz)
+    assert result.passes == passes and result.metadata["mode"] == mode and result.approximate == (mode == "fast")
+
+
+@pytest.mark.parametrize(
     "argv, message",
     [
         (["classify", "missing.jpg", "--model", "MobileNetV2"], "no such file"),

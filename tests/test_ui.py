@@ -6,6 +6,7 @@ import io
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import REPO, shared_photo
 from streamlit.testing.v1 import AppTest
@@ -554,3 +555,27 @@ def test_a_bad_upload_and_a_weights_error_keep_the_earlier_photos_settings_and_m
     assert not [i for i in at.info if "Showing the last finished map" in i.value or "Press" in i.value]
     assert len(at.get("plotly_chart")) == 2, "the earlier map is drawn"
     assert at.multiselect(key="w.sizes").value == ["1/2", "1/4"]
+
+
+def test_engine_modes_on_the_map_page():
+    """Fast mode: fewer passes in the cost line, an approximate-map warning, the mode in the report rows;
+    incremental mode: the same map as exact, no warning."""
+    at = add_sample(open_app())
+    run_small_map(at)
+    assert not [w for w in at.warning if "Approximate" in w.value]
+    at.radio(key="w.mode").set_value("fast").run()
+    cost = [c.value for c in at.caption if c.value.startswith("Cost:")][0]
+    assert "(19 for the map" in cost, cost  # covers 1/2 and 1/4: 9 + 49 windows, a third of them
+    button(at, "Run map").click().run()
+    assert not at.exception and not errors(at), errors(at)
+    warnings = [w.value for w in at.warning if "Approximate" in w.value]
+    assert warnings and "windows measured" in warnings[0]
+    at.radio(key="w.mode").set_value("incremental").run()
+    button(at, "Run map").click().run()
+    assert not at.exception and not errors(at), errors(at)
+    assert not [w for w in at.warning if "Approximate" in w.value]
+    results = at.session_state["sensmap.results"]
+    by_mode = {key.settings[-1]: result for key, result in results.items()}
+    assert set(by_mode) == {"exact", "fast", "incremental"}
+    assert by_mode["fast"].approximate and by_mode["fast"].passes < by_mode["exact"].passes
+    assert np.abs(by_mode["incremental"].outputs - by_mode["exact"].outputs).max() <= 1e-4

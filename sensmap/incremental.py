@@ -393,9 +393,12 @@ class IncrementalModel:
 
         def run(starts: tf.Tensor, state: CleanState) -> tf.Tensor:
             # starts: (B, tensors, 2) int32 row/column starts of every incrementally computed activation
+            rows_of, cols_of = tf.unstack(starts, axis=2)  # (B, tensors) each
+            columns = {"rows": tf.unstack(rows_of, axis=1), "cols": tf.unstack(cols_of, axis=1)}
+
             def start_of(tensor_id: int) -> tuple[tf.Tensor, tf.Tensor]:
                 i = column[tensor_id]
-                return starts[:, i, 0], starts[:, i, 1]
+                return columns["rows"][i], columns["cols"][i]
 
             patches: dict[int, tf.Tensor] = {}
             full: dict[int, tf.Tensor] = {}
@@ -517,17 +520,17 @@ class IncrementalModel:
         patch = patches[tensor_id]
         p_rows, p_cols = sizes[tensor_id]
         p_r0, p_c0 = start_of(tensor_id)
-        rel_r = q_r[:, None] + tf.range(rows)[None, :] - p_r0[:, None]
-        rel_c = q_c[:, None] + tf.range(cols)[None, :] - p_c0[:, None]
+        rel_r = tf.expand_dims(q_r - p_r0, 1) + tf.range(rows)  # (B, rows) position in the patch
+        rel_c = tf.expand_dims(q_c - p_c0, 1) + tf.range(cols)
         inside_r = (rel_r >= 0) & (rel_r < p_rows)
         inside_c = (rel_c >= 0) & (rel_c < p_cols)
         index = (
-            tf.clip_by_value(rel_r, 0, p_rows - 1)[:, :, None] * p_cols
-            + tf.clip_by_value(rel_c, 0, p_cols - 1)[:, None, :]
+            tf.expand_dims(tf.clip_by_value(rel_r, 0, p_rows - 1), 2) * p_cols
+            + tf.expand_dims(tf.clip_by_value(rel_c, 0, p_cols - 1), 1)
         )
         flat_patch = tf.reshape(patch, [tf.shape(patch)[0], p_rows * p_cols, self.shapes[tensor_id][2]])
         picked = tf.gather(flat_patch, index, batch_dims=1)
-        inside = (inside_r[:, :, None] & inside_c[:, None, :])[..., None]
+        inside = tf.expand_dims(tf.expand_dims(inside_r, 2) & tf.expand_dims(inside_c, 1), 3)
         return tf.where(inside, picked, base)
 
     def _window(self, step: _Step, crop: tf.Tensor, q_r, q_c, crop_rows: int, crop_cols: int) -> tf.Tensor:
@@ -543,10 +546,10 @@ class IncrementalModel:
                 return pooled
             # TF's SAME average divides by the cells inside the image: rescale by that count.
             height, width = self.shapes[step.inputs[0]][:2]
-            in_r = q_r[:, None] + tf.range(crop_rows)[None, :]
-            in_c = q_c[:, None] + tf.range(crop_cols)[None, :]
-            ok = ((in_r >= 0) & (in_r < height))[:, :, None] & ((in_c >= 0) & (in_c < width))[:, None, :]
-            share = keras.ops.average_pool(tf.cast(ok, crop.dtype)[..., None], pool_size, strides, "valid")
+            in_r = tf.expand_dims(q_r, 1) + tf.range(crop_rows)
+            in_c = tf.expand_dims(q_c, 1) + tf.range(crop_cols)
+            ok = tf.expand_dims((in_r >= 0) & (in_r < height), 2) & tf.expand_dims((in_c >= 0) & (in_c < width), 1)
+            share = keras.ops.average_pool(tf.expand_dims(tf.cast(ok, crop.dtype), 3), pool_size, strides, "valid")
             return pooled / share
         dilation = (g_rows.dilation, g_cols.dilation)
         if isinstance(layer, keras.layers.DepthwiseConv2D):
@@ -584,9 +587,9 @@ def _call_kwargs(layer: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
 
 def _grid_index(r0: tf.Tensor, c0: tf.Tensor, rows: int, cols: int, width: int) -> tf.Tensor:
     """Flat indices ``(B, rows, cols)`` of the windows starting at ``(r0, c0)`` in a row-major grid."""
-    r = r0[:, None] + tf.range(rows)[None, :]
-    c = c0[:, None] + tf.range(cols)[None, :]
-    return r[:, :, None] * width + c[:, None, :]
+    r = tf.expand_dims(r0, 1) + tf.range(rows)
+    c = tf.expand_dims(c0, 1) + tf.range(cols)
+    return tf.expand_dims(r, 2) * width + tf.expand_dims(c, 1)
 
 
 def group_by_size(boxes: np.ndarray) -> list[np.ndarray]:

@@ -524,9 +524,8 @@ class IncrementalModel:
         rel_c = tf.expand_dims(q_c - p_c0, 1) + tf.range(cols)
         inside_r = (rel_r >= 0) & (rel_r < p_rows)
         inside_c = (rel_c >= 0) & (rel_c < p_cols)
-        index = (
-            tf.expand_dims(tf.clip_by_value(rel_r, 0, p_rows - 1), 2) * p_cols
-            + tf.expand_dims(tf.clip_by_value(rel_c, 0, p_cols - 1), 1)
+        index = tf.expand_dims(tf.clip_by_value(rel_r, 0, p_rows - 1), 2) * p_cols + tf.expand_dims(
+            tf.clip_by_value(rel_c, 0, p_cols - 1), 1
         )
         flat_patch = tf.reshape(patch, [tf.shape(patch)[0], p_rows * p_cols, self.shapes[tensor_id][2]])
         picked = tf.gather(flat_patch, index, batch_dims=1)

@@ -60,6 +60,25 @@ _POINTWISE = (
     keras.layers.GaussianDropout,
     keras.layers.Identity,
 )
+# Keras Applications' own layers that act position by position (weights per channel, or none):
+# ConvNeXt's LayerScale (x·γ) and StochasticDepth (identity at inference); Inception-ResNet's
+# CustomScaleLayer (x₀ + x₁·scale, a merge).
+_APPLICATION_POINTWISE = (
+    "keras.src.applications.convnext.LayerScale",
+    "keras.src.applications.convnext.StochasticDepth",
+)
+_APPLICATION_MERGE = ("keras.src.applications.inception_resnet_v2.CustomScaleLayer",)
+# Element-wise Keras operations that ``a + b`` etc. on symbolic tensors record in a functional graph.
+_ELEMENTWISE_OPS = tuple(
+    f"keras.src.ops.numpy.{name}"
+    for name in ("Add", "Subtract", "Multiply", "Divide", "TrueDivide", "Maximum", "Minimum")
+)
+
+
+def _qualified_name(layer: Any) -> str:
+    return f"{type(layer).__module__}.{type(layer).__qualname__}"
+
+
 _MERGE = (
     keras.layers.Add,
     keras.layers.Subtract,
@@ -163,7 +182,7 @@ class IncrementalModel:
         self.model = model
         self.input_id = id(model.inputs[0])
         self.steps: list[_Step] = []
-        self.shapes: dict[int, tuple[int, ...]] = {self.input_id: tuple(model.inputs[0].shape[1:])}
+        self.shapes: dict[int, tuple[int, ...]] = {}
         self._functions: dict[tuple, Callable] = {}
         self._lock = threading.Lock()
         self._analyse()
@@ -181,23 +200,33 @@ class IncrementalModel:
 
     # ------------------------------------------------------------------ graph analysis
     def _analyse(self) -> None:
+        """Steps in execution order (nested sequential models expanded), shapes from one zero image."""
         height, width = self.network.input_size
-        self.shapes[self.input_id] = (height, width, 3)
+        synthetic = iter(range(-1, -(10**9), -1))  # ids of the tensors inside nested sequential models
         for depth in sorted(self.model._nodes_by_depth, reverse=True):  # noqa: SLF001
             for node in self.model._nodes_by_depth[depth]:  # noqa: SLF001
                 if not node.operation or node.is_input:
                     continue
-                step = _Step(
-                    node=node,
-                    layer=node.operation,
-                    inputs=[id(t) for t in node.input_tensors],
-                    outputs=[id(t) for t in node.outputs],
-                    kind="dense",
-                )
-                for tensor in node.outputs:
-                    self.shapes[id(tensor)] = tuple(tensor.shape[1:])
-                self._classify(step)
-                self.steps.append(step)
+                inputs, outputs = [id(t) for t in node.input_tensors], [id(t) for t in node.outputs]
+                layer = node.operation
+                if isinstance(layer, keras.Sequential) and len(inputs) == 1 and len(outputs) == 1 and layer.layers:
+                    chain = [inputs[0]] + [next(synthetic) for _ in layer.layers[:-1]] + outputs
+                    for sub, source, target in zip(layer.layers, chain[:-1], chain[1:], strict=True):
+                        self.steps.append(_Step(node=None, layer=sub, inputs=[source], outputs=[target], kind="dense"))
+                    continue
+                self.steps.append(_Step(node=node, layer=layer, inputs=inputs, outputs=outputs, kind="dense"))
+        # Shapes as this network sees its input size (models built for any size have None in their graph).
+        values = self._run_dense({self.input_id: tf.zeros([1, height, width, 3])})
+        self.shapes = {t: tuple(int(d) for d in v.shape[1:]) for t, v in values.items()}
+        for step in self.steps:
+            self._classify(step)
+
+    def _run_dense(self, values: dict[int, tf.Tensor]) -> dict[int, tf.Tensor]:
+        """Every step on full tensors, eagerly: ``values`` (the input) completed with every activation."""
+        for step in self.steps:
+            for tensor_id, value in zip(step.outputs, _apply(step, values), strict=True):
+                values[tensor_id] = value
+        return values
 
     def _spatial(self, tensor_id: int) -> bool:
         shape = self.shapes.get(tensor_id, ())
@@ -213,10 +242,8 @@ class IncrementalModel:
             return
         in_shape, out_shape = self.shapes[step.inputs[0]], self.shapes[step.outputs[0]]
         if isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.SeparableConv2D)):
-            if isinstance(layer, keras.layers.Conv2DTranspose) or getattr(layer, "groups", 1) != 1:
-                step.reason = (
-                    f"{type(layer).__name__} ({'transposed' if 'Transpose' in type(layer).__name__ else 'grouped'})"
-                )
+            if isinstance(layer, keras.layers.Conv2DTranspose):
+                step.reason = "Conv2DTranspose (transposed convolution)"
                 return
             if getattr(layer, "lora_enabled", False):
                 step.reason = "LoRA convolution"
@@ -239,7 +266,19 @@ class IncrementalModel:
             (top, _), (left, _) = layer.padding
             step.kind, step.shift = "pad", (int(top), int(left))
             return
+        if isinstance(layer, keras.layers.Cropping2D):
+            # a 1×1 "window" with negative padding: output cell o reads input cell o + top
+            (top, bottom), (left, right) = layer.cropping
+            step.kind, step.pool = "window", "crop"
+            step.geometry = (
+                AxisGeometry(1, 1, 1, -int(top), -int(bottom)),
+                AxisGeometry(1, 1, 1, -int(left), -int(right)),
+            )
+            return
         same_grid = all(self.shapes[t][:2] == out_shape[:2] for t in step.inputs)
+        if _qualified_name(layer) in _APPLICATION_MERGE + _ELEMENTWISE_OPS and same_grid and len(step.inputs) > 1:
+            step.kind = "merge"
+            return
         if isinstance(layer, _MERGE) and same_grid and len(step.inputs) > 1:
             axis = getattr(layer, "axis", -1)
             if isinstance(layer, keras.layers.Concatenate) and axis not in (-1, 3):
@@ -250,7 +289,11 @@ class IncrementalModel:
         if len(step.inputs) != 1 or in_shape[:2] != out_shape[:2]:
             step.reason = f"{type(layer).__name__} changes the grid"
             return
-        if isinstance(layer, _POINTWISE) or self._channelwise(layer):
+        if (
+            isinstance(layer, _POINTWISE)
+            or self._channelwise(layer)
+            or _qualified_name(layer) in _APPLICATION_POINTWISE
+        ):
             step.kind = "pointwise"
             return
         step.reason = f"{type(layer).__name__} is not known to act position by position"
@@ -355,12 +398,7 @@ class IncrementalModel:
     def prepare(self, pixels: np.ndarray, canvas: np.ndarray) -> CleanState:
         """Clean activations of ``pixels`` (raw 0..255, ``(H, W, 3)``) and the preprocessed ``canvas``."""
         preprocess = self.network.preprocess
-        values: dict[int, tf.Tensor] = {self.input_id: preprocess(tf.constant(pixels[None], tf.float32))}
-        for step in self.steps:
-            args, kwargs = step.node.arguments.fill_in(values)
-            results = step.layer(*args, **_call_kwargs(step.layer, kwargs))
-            for tensor_id, value in zip(step.outputs, keras.tree.flatten(results), strict=True):
-                values[tensor_id] = value
+        values = self._run_dense({self.input_id: preprocess(tf.constant(pixels[None], tf.float32))})
         activations = {t: v[0] for t, v in values.items() if self._spatial(t)}
         padded = {}
         for (source, pad_value), (margin_r, margin_c, _) in self.margins.items():
@@ -435,9 +473,7 @@ class IncrementalModel:
                 out = step.outputs[0]
                 if out in dense:
                     values = {t: dense_value(t) if t in patches else full[t] for t in step.inputs}
-                    args, kwargs = step.node.arguments.fill_in(values)
-                    results = _call(step.layer, args, kwargs)
-                    for tensor_id, value in zip(step.outputs, keras.tree.flatten(results), strict=True):
+                    for tensor_id, value in zip(step.outputs, _apply(step, values), strict=True):
                         full[tensor_id] = value
                     continue
                 o_rows, o_cols = sizes[out]
@@ -469,8 +505,7 @@ class IncrementalModel:
                 elif step.kind == "pad":
                     patches[out] = patches[step.inputs[0]]
                 elif step.kind == "pointwise":
-                    args, kwargs = step.node.arguments.fill_in({step.inputs[0]: patches[step.inputs[0]]})
-                    patches[out] = _call(step.layer, args, kwargs)
+                    patches[out] = _apply(step, {step.inputs[0]: patches[step.inputs[0]]})[0]
                 else:  # merge: every input over the union rectangle
                     o_r0, o_c0 = start_of(out)
                     h, w = self.shapes[out][:2]
@@ -490,8 +525,7 @@ class IncrementalModel:
                             w,
                             sizes,
                         )
-                    args, kwargs = step.node.arguments.fill_in(values)
-                    patches[out] = _call(step.layer, args, kwargs)
+                    patches[out] = _apply(step, values)[0]
             final = full[id(self.model.outputs[0])]
             final = tf.cast(final, tf.float32)
             if network.softmax_applied:
@@ -536,6 +570,8 @@ class IncrementalModel:
         layer = step.layer
         g_rows, g_cols = step.geometry
         strides = (g_rows.stride, g_cols.stride)
+        if step.pool == "crop":
+            return crop
         if step.pool:
             pool_size = (g_rows.kernel, g_cols.kernel)
             if step.pool == "max":
@@ -567,6 +603,14 @@ class IncrementalModel:
         if layer.activation is not None:
             out = layer.activation(out)
         return out
+
+
+def _apply(step: _Step, values: dict[int, tf.Tensor]) -> list[tf.Tensor]:
+    """Run one step's layer on ``values`` (tensor id → tensor); its outputs in order."""
+    if step.node is None:  # a layer of a nested sequential model: one input, one output
+        return [_call(step.layer, [values[step.inputs[0]]], {})]
+    args, kwargs = step.node.arguments.fill_in(values)
+    return list(keras.tree.flatten(_call(step.layer, args, kwargs)))
 
 
 def _call(layer: Any, args: Sequence[Any], kwargs: dict[str, Any]) -> Any:

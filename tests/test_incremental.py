@@ -111,6 +111,41 @@ def test_zoo_model_matches_dense(size, fill, monkeypatch):
     assert any(group["ran"] == "incremental" for group in fast.metadata["incremental_groups"])
 
 
+def build_modern_model(height: int, width: int, seed: int = 0):
+    """ConvNeXt/NASNet-style pieces: a nested sequential stem, grouped convolution, cropping, ``a + b``."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((height, width, 3))
+    stem = keras.Sequential(
+        [keras.layers.Conv2D(8, 3, strides=2, padding="same"), keras.layers.LayerNormalization(epsilon=1e-6)],
+        name="stem",
+    )
+    x = stem(inputs / 255.0)
+    y = keras.layers.Conv2D(8, 3, padding="same", groups=4, activation="gelu")(x)  # grouped
+    x = x + y  # an element-wise Keras operation in the graph, not an Add layer
+    z = keras.layers.ZeroPadding2D(((0, 1), (0, 1)))(x)
+    z = keras.layers.Cropping2D(((1, 0), (1, 0)))(z)  # NASNet's shift by one cell
+    x = keras.layers.Concatenate()([x, z])
+    x = keras.layers.Conv2D(12, 3, strides=2, padding="same", activation="relu")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(5)(x), name="modern")
+
+
+@pytest.mark.parametrize("size", [(36, 44), (17, 23)])
+def test_modern_layers_match_dense(size, monkeypatch):
+    monkeypatch.setattr(incremental, "MIN_USEFUL_SPEEDUP", 0.0)
+    network = sensmap.load_model(build_modern_model(*size, seed=7), preprocess="none")
+    model = IncrementalModel(network)
+    kinds = {type(step.layer).__name__: step.kind for step in model.steps}
+    assert kinds["Conv2D"] == kinds["Cropping2D"] == "window" and kinds["LayerNormalization"] == "pointwise"
+    assert kinds["Add"] == "merge"  # keras.src.ops.numpy.Add, recorded by ``x + y``
+    image = np.random.default_rng(4).uniform(0, 255, (*size, 3)).astype(np.float32)
+    exact, fast = _both(network, image, sizes=(0.4, 0.2), stride=0.5)
+    assert np.abs(fast.outputs - exact.outputs).max() <= TOLERANCE
+    assert all(group["ran"] == "incremental" for group in fast.metadata["incremental_groups"])
+
+
 @pytest.mark.parametrize("fraction", [0.0, 0.2, 1.0])
 def test_dense_switch_point_does_not_change_numbers(fraction, monkeypatch):
     monkeypatch.setattr(incremental, "MIN_USEFUL_SPEEDUP", 0.0)
@@ -203,3 +238,21 @@ def test_mobilenet_v2_incremental_equals_exact(mobilenet_v2):
     assert np.abs(fast.outputs - exact.outputs).max() <= TOLERANCE
     assert fast.target == exact.target
     assert [g["ran"] for g in fast.metadata["incremental_groups"]] == ["incremental"] * 3
+
+
+@pytest.mark.parametrize(
+    ("name", "gains", "reason"),
+    [
+        ("ResNet50", True, "GlobalAveragePooling2D"),
+        ("EfficientNetB0", False, "block1a_se_squeeze"),  # squeeze-and-excitation in the first block
+        ("ConvNeXtTiny", True, "GlobalAveragePooling2D"),  # nested stem, grouped depthwise conv, LayerScale
+    ],
+)
+def test_which_keras_applications_gain(name, gains, reason):
+    from sensmap.windows import window_grids
+
+    network = sensmap.load_model(name, weights=None)
+    model = IncrementalModel(network)
+    assert reason in model.dense_reason()
+    finest = window_grids(*network.input_size, (0.125,), 0.5)[0]
+    assert (model.estimated_speedup(model.plan(finest.boxes)) >= incremental.MIN_USEFUL_SPEEDUP) == gains

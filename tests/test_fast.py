@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from sensmap.errors import ParameterError
-from sensmap.fast import BETA_PRIOR, FastPlan
+from sensmap.fast import BETA_PRIOR, SSIM_WINDOW, TOP_FRACTION, TOP_K3, TOP_WEIGHT, FastPlan, pixel_weights
 from sensmap.result import support_maps
 from sensmap.windows import WindowGrid, window_grids
 
@@ -184,3 +184,17 @@ def test_misuse_is_refused() -> None:
     plan.record(first, np.zeros(first.size))
     with pytest.raises(ParameterError):
         plan.fill(np.zeros((_total(grids) + 1, 2)))
+
+
+def test_pixel_weights_leave_out_ssim_border() -> None:
+    """SSIM's mean leaves out a border of SSIM_WINDOW // 2 pixels: there only the top-region term counts."""
+    support = np.random.default_rng(8).normal(size=(40, 50))
+    weights = pixel_weights(support)
+    pad = SSIM_WINDOW // 2
+    span = support.max() - support.min()
+    threshold = np.quantile(support, 1.0 - TOP_FRACTION)
+    top_term = TOP_WEIGHT / ((support - threshold) ** 2 + (TOP_K3 * span) ** 2)
+    border = np.ones(support.shape, dtype=bool)
+    border[pad:-pad, pad:-pad] = False
+    np.testing.assert_allclose(weights[border], top_term[border])
+    assert (weights[~border] > top_term[~border]).all()

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import keras
@@ -152,6 +152,7 @@ class _Plan:
     sizes: dict[int, tuple[int, int]]  # tensor id → (rows, cols) of its changed rectangle
     starts: dict[int, np.ndarray]  # tensor id → (covers, 2) int starts (row, col)
     dense: set[int]  # tensors computed densely
+    direct: set[tuple[int, int]] = field(default_factory=set)  # (step, input) read as is: crop = patch
     key: tuple = ()
 
 
@@ -368,8 +369,39 @@ class IncrementalModel:
                     np.max([p[3] for p in parts], axis=0),
                 )
             settle(out)
-        key = tuple(sorted((t, sizes[t]) for t in sizes if t not in dense)) + (tuple(sorted(dense)),)
-        return _Plan(sizes=sizes, starts=starts, dense=dense, key=key)
+        direct = self._direct_reads(sizes, starts, dense)
+        key = (
+            tuple(sorted((t, sizes[t]) for t in sizes if t not in dense)),
+            tuple(sorted(dense)),
+            tuple(sorted(direct)),
+        )
+        return _Plan(sizes=sizes, starts=starts, dense=dense, direct=direct, key=key)
+
+    def _direct_reads(
+        self, sizes: dict[int, tuple[int, int]], starts: dict[int, np.ndarray], dense: set[int]
+    ) -> set[tuple[int, int]]:
+        """Inputs whose patch already is exactly the window a step reads (1×1 convolutions, most merges)."""
+        direct = set()
+        for index, step in enumerate(self.steps):
+            out = step.outputs[0]
+            if out in dense or step.kind not in ("window", "merge"):
+                continue
+            for source in step.inputs:
+                if step.kind == "window":
+                    rows, cols = step.geometry
+                    window = (rows.crop_length(sizes[out][0]), cols.crop_length(sizes[out][1]))
+                    first = np.stack(
+                        [
+                            starts[out][:, 0] * rows.stride - rows.pad_before,
+                            starts[out][:, 1] * cols.stride - cols.pad_before,
+                        ],
+                        axis=1,
+                    )
+                else:
+                    window, first = sizes[out], starts[out]
+                if window == sizes[source] and np.array_equal(first, starts[source]):
+                    direct.add((index, source))
+        return direct
 
     def estimated_speedup(self, plan: _Plan) -> float:
         """Dense arithmetic over incremental arithmetic for one cover of ``plan`` (window layers only)."""
@@ -426,7 +458,7 @@ class IncrementalModel:
     def _batch_function(self, plan: _Plan) -> Callable:
         order = sorted(t for t in plan.sizes if t not in plan.dense)
         column = {t: i for i, t in enumerate(order)}
-        sizes, dense = dict(plan.sizes), set(plan.dense)
+        sizes, dense, direct = dict(plan.sizes), set(plan.dense), set(plan.direct)
         network = self.network
 
         def run(starts: tf.Tensor, state: CleanState) -> tf.Tensor:
@@ -469,7 +501,7 @@ class IncrementalModel:
                     )
                 return full[tensor_id]
 
-            for step in self.steps:
+            for index, step in enumerate(self.steps):
                 out = step.outputs[0]
                 if out in dense:
                     values = {t: dense_value(t) if t in patches else full[t] for t in step.inputs}
@@ -487,6 +519,9 @@ class IncrementalModel:
                     flat = state["pad"][_pad_key(source, pad_value)]
                     margin_r, margin_c, padded_width = self.margins[(source, pad_value)]
                     crop_rows, crop_cols = g_rows.crop_length(o_rows), g_cols.crop_length(o_cols)
+                    if (index, source) in direct:
+                        patches[out] = self._window(step, patches[source], q_r, q_c, crop_rows, crop_cols)
+                        continue
                     crop = self._assemble(
                         source,
                         patches,
@@ -511,6 +546,9 @@ class IncrementalModel:
                     h, w = self.shapes[out][:2]
                     values = {}
                     for source in step.inputs:
+                        if (index, source) in direct:
+                            values[source] = patches[source]
+                            continue
                         values[source] = self._assemble(
                             source,
                             patches,

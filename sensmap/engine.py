@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from . import __version__
-from .errors import BudgetError, CancelledError, ParameterError
+from .errors import BudgetError, CancelledError, ParameterError, SensmapError
 from .fills import DEFAULT_FILL, Fill, fill_canvas, fill_label, normalize_fill
 from .images import LoadedImage, fit_image, load_image
 from .metrics import curve_auc, faithfulness_passes, random_rank, step_counts, support_rank
@@ -229,8 +229,13 @@ def run_incremental(
     """
     from . import incremental
 
-    engine = incremental.incremental_model(network)
-    state = engine.prepare(pixels, canvas)
+    try:
+        engine = incremental.incremental_model(network)
+        state = engine.prepare(pixels, canvas)
+    except SensmapError:
+        raise
+    except Exception as exc:  # a graph the analysis does not understand: exact numbers the dense way
+        engine, state, failure = None, None, f"incremental analysis failed ({type(exc).__name__}: {exc})"
     outputs = np.empty((len(boxes), network.num_classes), dtype=np.float32)
     groups: list[dict[str, Any]] = []
     done = 0
@@ -242,22 +247,26 @@ def run_incremental(
 
     for indices in incremental.group_by_size(boxes):
         group_boxes = boxes[indices]
-        plan = engine.plan(group_boxes)
-        gain = engine.estimated_speedup(plan)
-        record = {
+        record: dict[str, Any] = {
             "cover_px": [int(v) for v in group_boxes[0, 2:] - group_boxes[0, :2]],
             "windows": len(indices),
-            "estimated_speedup": round(gain, 3),
         }
-        if engine.input_id in plan.dense or gain < incremental.MIN_USEFUL_SPEEDUP:
-            record["ran"] = "dense"
-            record["why"] = engine.dense_reason() or "the covers are too large to save work"
+        function = None
+        if engine is not None:
+            plan = engine.plan(group_boxes)
+            gain = engine.estimated_speedup(plan)
+            record["estimated_speedup"] = round(gain, 3)
+            if engine.input_id in plan.dense or gain < incremental.MIN_USEFUL_SPEEDUP:
+                failure = engine.dense_reason() or "the covers are too large to save work"
+            else:
+                function, failure = _traced(engine, plan, state)
+        if function is None:
+            record["ran"], record["why"] = "dense", failure
             group_outputs = run_occlusions(
                 network, pixels, canvas, group_boxes, batch_size=batch_size, progress=shifted(done), cancel=cancel
             )
         else:
             record["ran"] = "incremental"
-            function = engine.function_for(plan)
             starts = tf.data.Dataset.from_tensor_slices(incremental.plan_starts(engine, plan)).batch(batch_size)
             group_outputs = predict_batches(
                 network,
@@ -271,6 +280,19 @@ def run_incremental(
         done += len(indices)
         groups.append(record)
     return outputs, groups
+
+
+def _traced(engine: Any, plan: Any, state: dict) -> tuple[Callable | None, str]:
+    """The plan's compiled incremental function, traced now; ``(None, why)`` if tracing fails."""
+    function = engine.function_for(plan)
+    columns = len([t for t in plan.sizes if t not in plan.dense])
+    try:
+        function.get_concrete_function(tf.TensorSpec([None, columns, 2], tf.int32), state)
+    except SensmapError:
+        raise
+    except Exception as exc:
+        return None, f"incremental tracing failed ({type(exc).__name__}: {str(exc)[:200]})"
+    return function, ""
 
 
 def run_fast(

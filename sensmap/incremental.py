@@ -12,14 +12,17 @@ For one batch of same-size covers, each layer of the spatial part of the network
 on that rectangle (plus the kernel's halo, read from the cached clean activation, with the layer's
 own zero padding where the halo leaves the image), using ``valid`` convolutions on the crop. When a
 rectangle grows beyond :data:`DENSE_FRACTION` of its activation, or a layer cannot be run on crops
-(global pooling, squeeze-and-excitation, reshape, dense on flattened features, nested models,
-custom layers), the batch switches to dense computation: the full occluded activation is assembled
-(clean activation with the rectangle pasted in) and the rest of the network runs as usual.
+(global pooling, squeeze-and-excitation, reshape/flatten, dense on flattened features, transposed
+convolutions, nested functional models, unknown custom layers), the batch switches to dense
+computation: the full occluded activation is assembled (clean activation with the rectangle pasted
+in) and the rest of the network runs as usual. Nested sequential models (ConvNeXt's stem and
+downsampling) are expanded layer by layer.
 
 Results are the same as the dense engine up to float32 rounding (the tests bound the difference by
-1e-4 in probability). Networks whose every early block pools globally (EfficientNet's and
-MobileNetV3's squeeze-and-excitation) or that start with a nested model (ConvNeXt's stem) gain
-nothing; :func:`IncrementalModel.estimated_speedup` tells, and the engine then runs dense.
+1e-4 in probability). Where little arithmetic comes before the first global operation there is
+nothing to save — EfficientNet (squeeze-and-excitation in its first block), MobileNetV3Small (the
+same), NASNet (its 5×5/7×7 separable reductions spread a cover over most of the grid at once);
+:meth:`IncrementalModel.estimated_speedup` tells, and the engine then runs those groups dense.
 
 Geometry follows TensorFlow's ``SAME`` padding (``pad_before = max((out−1)·s + d·(k−1) + 1 − in, 0) // 2``),
 which Keras 3 uses on the TensorFlow backend. Intervals are half-open ``[start, stop)`` in cells of

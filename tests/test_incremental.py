@@ -256,3 +256,34 @@ def test_which_keras_applications_gain(name, gains, reason):
     assert reason in model.dense_reason()
     finest = window_grids(*network.input_size, (0.125,), 0.5)[0]
     assert (model.estimated_speedup(model.plan(finest.boxes)) >= incremental.MIN_USEFUL_SPEEDUP) == gains
+
+
+def test_a_graph_the_analysis_cannot_handle_runs_dense_with_exact_numbers(monkeypatch):
+    network = sensmap.load_model(build_random_cnn(24, 30, seed=6), preprocess="unit")
+    image = np.random.default_rng(5).uniform(0, 255, (24, 30, 3)).astype(np.float32)
+    exact = sensmap.sensitivity_map(network, image, sizes=(0.25,), stride=0.5)
+
+    def broken(*args, **kwargs):
+        raise ValueError("unexpected layer wiring")
+
+    monkeypatch.setattr(IncrementalModel, "prepare", broken)
+    fast = sensmap.sensitivity_map(network, image, sizes=(0.25,), stride=0.5, mode="incremental")
+    np.testing.assert_allclose(fast.outputs, exact.outputs, atol=TOLERANCE)
+    (group,) = fast.metadata["incremental_groups"]
+    assert group["ran"] == "dense" and "analysis failed (ValueError: unexpected layer wiring)" in group["why"]
+
+
+def test_a_layer_that_fails_to_trace_on_crops_runs_dense(monkeypatch):
+    monkeypatch.setattr(incremental, "MIN_USEFUL_SPEEDUP", 0.0)
+    network = sensmap.load_model(build_random_cnn(24, 30, seed=8), preprocess="unit")
+    image = np.random.default_rng(6).uniform(0, 255, (24, 30, 3)).astype(np.float32)
+    exact = sensmap.sensitivity_map(network, image, sizes=(0.25,), stride=0.5)
+
+    def broken(*args, **kwargs):
+        raise NotImplementedError("no crop kernel")
+
+    monkeypatch.setattr(IncrementalModel, "_window", broken)
+    fast = sensmap.sensitivity_map(network, image, sizes=(0.25,), stride=0.5, mode="incremental")
+    np.testing.assert_allclose(fast.outputs, exact.outputs, atol=TOLERANCE)
+    (group,) = fast.metadata["incremental_groups"]
+    assert group["ran"] == "dense" and "tracing failed (NotImplementedError" in group["why"]

@@ -69,7 +69,7 @@ from .fills import fill_label, normalize_fill
 from .images import FIT_METHODS, LoadedImage, box_on_grid, fit_image, load_image
 from .metrics import pointing
 from .registry import get_spec, is_model_file, resolve_weights, variant_label
-from .result import SensitivityResult, json_default, validate_score_kind
+from .result import SensitivityResult, json_default, validate_mode, validate_score_kind
 from .windows import DEFAULT_SIZES, DEFAULT_STRIDE, validate_sizes, validate_stride
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -455,6 +455,7 @@ class AuditSettings:
     target: str | None = None  # None: top-1; "label": each image's label; else a class index or name
     batch_size: int | None = None
     max_passes: int | None = None
+    mode: str = "exact"  # sensmap.result.MODES; incremental gives exact's maps, fast approximate ones
 
     @classmethod
     def make(cls, **values: Any) -> AuditSettings:
@@ -471,6 +472,7 @@ class AuditSettings:
         if batch_size is not None and (isinstance(batch_size, bool) or int(batch_size) < 1):
             raise ParameterError(f"batch size must be a whole number ≥ 1, got {batch_size!r}")
         max_passes = values.pop("max_passes", None)
+        mode = validate_mode(values.pop("mode", "exact"))
         if max_passes is None and os.environ.get("SENSMAP_MAX_PASSES", "").strip():
             max_passes = os.environ["SENSMAP_MAX_PASSES"].strip()
         if values:
@@ -479,7 +481,8 @@ class AuditSettings:
             max_passes = None if max_passes is None else int(max_passes)
         except ValueError:
             raise ParameterError(f"the pass budget must be a whole number, got {max_passes!r}") from None
-        return cls(sizes, stride, fill, score, fit, target, None if batch_size is None else int(batch_size), max_passes)
+        batch_size = None if batch_size is None else int(batch_size)
+        return cls(sizes, stride, fill, score, fit, target, batch_size, max_passes, mode)
 
     def identity(self) -> dict[str, Any]:
         """The settings that change the maps (compared with an existing audit folder)."""
@@ -490,6 +493,8 @@ class AuditSettings:
             "score": self.score,
             "fit": self.fit,
             "target": self.target,
+            # exact and incremental maps are the same maps; fast maps are approximate (older folders: exact)
+            **({"mode": "fast"} if self.mode == "fast" else {}),
         }
 
 
@@ -909,6 +914,7 @@ class AuditWorker:
             batch_size=settings.batch_size,
             fit=settings.fit,
             max_passes=settings.max_passes,
+            mode=settings.mode,
         )
         data = row.get(_grid_column(spec.input_size)) or b""
         if row["refit"] or not data:
@@ -1022,6 +1028,7 @@ def run_audit(
     target: int | str | None = None,
     batch_size: int | None = None,
     max_passes: int | None = None,
+    mode: str = "exact",
     workers: int | None = None,
     threads: int | None = None,
     address: str | None = None,
@@ -1048,7 +1055,7 @@ def run_audit(
     started = time.perf_counter()
     settings = AuditSettings.make(
         sizes=sizes, stride=stride, fill=fill, score=score, fit=fit, target=target, batch_size=batch_size,
-        max_passes=max_passes,
+        max_passes=max_passes, mode=mode,
     )  # fmt: skip
     if isinstance(models, (str, os.PathLike, ModelSpec)):
         models = [models]

@@ -109,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "(default: each image's top-1 class)")  # fmt: skip
     audit.add_argument("--batch-size", type=int, default=None, help="forward-pass batch size (default: automatic)")
     audit.add_argument("--max-passes", type=int, default=None, help="refuse maps needing more forward passes")
+    audit.add_argument("--mode", default="exact", choices=["exact", "incremental", "fast"],
+                       help="as for `map` (incremental: the same maps, each worker traces once)")  # fmt: skip
     audit.add_argument("--workers", type=int, default=None,
                        help="model actors (default: one per GPU, else one per core up to 4; on a cluster "
                        "without GPUs a quarter of its CPUs)")  # fmt: skip
@@ -340,6 +342,7 @@ def _cmd_audit(args: argparse.Namespace) -> int:
             target=args.target,
             batch_size=args.batch_size,
             max_passes=args.max_passes,
+            mode=args.mode,
             workers=args.workers,
             threads=args.threads,
             address=args.address,

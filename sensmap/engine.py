@@ -25,7 +25,7 @@ from .fills import DEFAULT_FILL, Fill, fill_canvas, fill_label, normalize_fill
 from .images import LoadedImage, fit_image, load_image
 from .metrics import curve_auc, faithfulness_passes, random_rank, step_counts, support_rank
 from .models import Network, load_model, tf
-from .result import SensitivityResult, class_scores, validate_score_kind
+from .result import SensitivityResult, class_scores, validate_mode, validate_score_kind
 from .windows import DEFAULT_SIZES, DEFAULT_STRIDE, cheaper_stride_for_budget, count_passes, window_grids
 
 #: Fast mode: an exact map's passes over a fast map's (the issue's target; see sensmap.fast).
@@ -63,17 +63,6 @@ def auto_batch_size(height: int, width: int) -> int:
     """Batch size for an ``height × width`` input: 64 at 224×224 and below, halved as pixels double."""
     scale = (224 * 224) / float(height * width)
     return int(max(1, min(MAX_BATCH_SIZE, 2 ** math.floor(math.log2(MAX_BATCH_SIZE * scale)))))
-
-
-MODES: tuple[str, ...] = ("exact", "incremental", "fast")
-
-
-def validate_mode(mode: str) -> str:
-    """``mode`` lower-cased if it is one of :data:`MODES`, else a :class:`ParameterError`."""
-    value = str(mode).strip().lower()
-    if value not in MODES:
-        raise ParameterError(f"unknown mode {mode!r}: choose one of {', '.join(MODES)}")
-    return value
 
 
 def _as_network(model: Network | Any) -> Network:

@@ -25,6 +25,19 @@ LOG_ODDS_EPSILON = 1e-7
 FORMAT_VERSION = 1
 
 
+#: Engine modes (sensmap.engine.sensitivity_map): exact; incremental (same numbers, less arithmetic);
+#: fast (approximate, fewer passes).
+MODES: tuple[str, ...] = ("exact", "incremental", "fast")
+
+
+def validate_mode(mode: str) -> str:
+    """``mode`` lower-cased if it is one of :data:`MODES`, else a :class:`ParameterError`."""
+    value = str(mode).strip().lower()
+    if value not in MODES:
+        raise ParameterError(f"unknown mode {mode!r}: choose one of {', '.join(MODES)}")
+    return value
+
+
 def validate_score_kind(kind: str) -> str:
     """Check a score kind (``probability`` or ``log-odds``; ``logodds``/``log_odds`` accepted)."""
     key = str(kind).strip().lower().replace("_", "-")

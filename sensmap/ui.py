@@ -475,7 +475,7 @@ class MapSettings:
     fill: str = "gray"  # a name of FILL_CHOICES; "custom" uses colour
     colour: str = "#808080"
     score: str = "probability"
-    mode: str = "exact"  # a key of MODE_CHOICES (sensmap.engine.MODES)
+    mode: str = "exact"  # a key of MODE_CHOICES (sensmap.result.MODES)
 
     def fill_value(self) -> str | tuple[float, float, float]:
         if self.fill != "custom":

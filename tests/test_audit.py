@@ -478,3 +478,29 @@ def test_npz_files_keep_the_index_row(tmp_path):
     with np.load(io.BytesIO(path.read_bytes())) as data:
         assert "support" in data.files
     assert os.path.basename(path) == "img%2F0.npz"
+
+
+def test_audit_settings_carry_the_engine_mode():
+    exact, incremental, fast = (audit.AuditSettings.make(**SETTINGS, mode=m) for m in ("exact", "incremental", "fast"))
+    assert incremental.mode == "incremental" and fast.mode == "fast"
+    # incremental maps are exact maps: an audit folder may be resumed in either mode, not in fast mode
+    assert exact.identity() == incremental.identity() != fast.identity()
+    with pytest.raises(ParameterError, match="unknown mode"):
+        audit.AuditSettings.make(mode="turbo")
+
+
+@pytest.mark.slow
+def test_incremental_audit_equals_exact_maps(ray_session, dataset, tmp_path):
+    import sensmap
+
+    manifest, cnn = dataset
+    spec = audit.resolve_model("MobileNet", weights=MOBILENET_025)
+    stats = audit.run_audit(manifest, [spec], tmp_path / "out", workers=2, mode="incremental", **SETTINGS)
+    assert stats.maps == 21
+    index = audit.open_audit(tmp_path / "out")
+    network = spec.load()
+    for row in list(audit.filter_index(index, status="ok").itertuples())[:6]:
+        mapped = audit.load_image_result(index, row.image_id, spec.name)
+        alone = sensmap.sensitivity_map(network, sensmap.load_image(row.path), **SETTINGS)
+        assert mapped.metadata["mode"] == "incremental"
+        np.testing.assert_allclose(mapped.outputs, alone.outputs, atol=1e-4)

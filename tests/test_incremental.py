@@ -287,3 +287,22 @@ def test_a_layer_that_fails_to_trace_on_crops_runs_dense(monkeypatch):
     np.testing.assert_allclose(fast.outputs, exact.outputs, atol=TOLERANCE)
     (group,) = fast.metadata["incremental_groups"]
     assert group["ran"] == "dense" and "tracing failed (NotImplementedError" in group["why"]
+
+
+def test_one_shared_network_serves_several_threads_incrementally(monkeypatch):
+    """Dashboard sessions share cached networks: concurrent incremental maps (first ones tracing) stay exact."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    monkeypatch.setattr(incremental, "MIN_USEFUL_SPEEDUP", 0.0)
+    network = sensmap.load_model(build_random_cnn(24, 24, classes=4, seed=9), preprocess="unit")
+    rng = np.random.default_rng(7)
+    images = [rng.integers(0, 256, (24 + i, 30 - i, 3), dtype=np.uint8) for i in range(5)]
+    alone = [sensmap.sensitivity_map(network, image, batch_size=16).outputs for image in images]
+
+    def incremental_map(image):
+        return sensmap.sensitivity_map(network, image, batch_size=16, mode="incremental").outputs
+
+    with ThreadPoolExecutor(max_workers=5) as pool:
+        together = list(pool.map(incremental_map, images))
+    for single, shared in zip(alone, together, strict=True):
+        assert np.abs(shared - single).max() <= TOLERANCE

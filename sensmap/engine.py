@@ -28,8 +28,6 @@ from .models import Network, load_model, tf
 from .result import SensitivityResult, class_scores, validate_mode, validate_score_kind
 from .windows import DEFAULT_SIZES, DEFAULT_STRIDE, cheaper_stride_for_budget, count_passes, window_grids
 
-#: Fast mode: an exact map's passes over a fast map's (the issue's target; see sensmap.fast).
-FAST_SPEEDUP = 3.0
 #: Largest map (forward passes) computed unless the caller raises it; ``SENSMAP_MAX_PASSES`` overrides.
 DEFAULT_MAX_PASSES = 20_000
 MAX_BATCH_SIZE = 64
@@ -90,9 +88,10 @@ def plan_passes(
     Exact and incremental maps run one pass per window; fast maps the budget of their plan.
     """
     if validate_mode(mode) == "fast":
-        from .fast import FastPlan
+        from .fast import FastPlan, default_speedup
 
-        return FastPlan(window_grids(*model.input_size, sizes, stride), speedup=FAST_SPEEDUP).budget
+        grids = window_grids(*model.input_size, sizes, stride)
+        return FastPlan(grids, speedup=default_speedup(grids)).budget
     return count_passes(*model.input_size, sizes, stride)
 
 
@@ -294,7 +293,7 @@ def run_fast(
     score_kind: str,
     *,
     batch_size: int,
-    speedup: float = FAST_SPEEDUP,
+    speedup: float | None = None,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | Callable[[], bool] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
@@ -303,9 +302,11 @@ def run_fast(
     Returns ``(outputs (windows, classes), measured (windows,) bool, metadata)``. Measured rows are
     real probabilities; the others are ``reference − predicted support`` per class (predictions can
     leave 0..1 slightly, and are chosen for the target class: other classes are less accurate).
+    ``speedup`` (exact passes over fast passes) defaults to :func:`sensmap.fast.default_speedup`.
     """
-    from .fast import FastPlan
+    from .fast import FastPlan, default_speedup
 
+    speedup = default_speedup(grids) if speedup is None else float(speedup)
     plan = FastPlan(grids, speedup=speedup)
     boxes = np.concatenate([grid.boxes for grid in grids])
     outputs = np.full((len(boxes), network.num_classes), np.nan, dtype=np.float32)
@@ -378,8 +379,9 @@ def sensitivity_map(
     ``mode``: ``"exact"`` (every cover, dense forward passes); ``"incremental"`` (same numbers,
     recomputing only the part of each activation a cover can change — see
     :mod:`sensmap.incremental`; the first map per network and settings traces its functions);
-    ``"fast"`` (approximate: every window of the coarser sizes, the finest size only where it
-    matters, the rest predicted — see :mod:`sensmap.fast`; ``metadata["approximate"]`` is true).
+    ``"fast"`` (approximate, 3× fewer passes — 2× when the finest cover is under 12 px: every
+    window of the coarser sizes, the finest size only where it matters, the rest predicted — see
+    :mod:`sensmap.fast`; ``result.approximate`` and ``metadata["approximate"]`` are true).
     """
     started = time.perf_counter()
     mode = validate_mode(mode)

@@ -98,7 +98,7 @@ SCORE_CHOICES: dict[str, str] = {"probability": "probability (pp)", "log-odds": 
 MODE_CHOICES: dict[str, str] = {
     "exact": "exact",
     "incremental": "incremental (same map, faster after the first)",
-    "fast": "fast (approximate, about 3× fewer passes)",
+    "fast": "fast (approximate, 2–3× fewer passes)",
 }
 
 SAMPLE_PHOTOS: dict[str, tuple[str, str]] = {

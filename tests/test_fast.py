@@ -198,3 +198,14 @@ def test_pixel_weights_leave_out_ssim_border() -> None:
     border[pad:-pad, pad:-pad] = False
     np.testing.assert_allclose(weights[border], top_term[border])
     assert (weights[~border] > top_term[~border]).all()
+
+
+def test_default_speedup_is_lower_for_tiny_finest_covers():
+    from sensmap.fast import DEFAULT_SPEEDUP, SMALL_COVER_SPEEDUP, default_speedup
+    from sensmap.windows import window_grids
+
+    fine = (0.25, 0.125, 0.0625)
+    assert default_speedup(window_grids(224, 224, fine, 0.5)) == DEFAULT_SPEEDUP  # finest cover 14 px
+    assert default_speedup(window_grids(128, 128, fine, 0.5)) == SMALL_COVER_SPEEDUP  # 8 px
+    assert default_speedup(window_grids(128, 128, (0.5, 0.25), 0.5)) == DEFAULT_SPEEDUP  # 32 px
+    assert default_speedup(window_grids(300, 100, fine, 0.5)) == SMALL_COVER_SPEEDUP  # 19 × 6 px

@@ -228,11 +228,6 @@ def run_incremental(
     groups: list[dict[str, Any]] = []
     done = 0
 
-    def shifted(offset: int) -> ProgressCallback | None:
-        if progress is None:
-            return None
-        return lambda finished, _total: progress(offset + finished, len(boxes))
-
     for indices in incremental.group_by_size(boxes):
         group_boxes = boxes[indices]
         record: dict[str, Any] = {
@@ -251,8 +246,9 @@ def run_incremental(
         if function is None:
             record["ran"], record["why"] = "dense", failure
             group_outputs = run_occlusions(
-                network, pixels, canvas, group_boxes, batch_size=batch_size, progress=shifted(done), cancel=cancel
-            )
+                network, pixels, canvas, group_boxes, batch_size=batch_size,
+                progress=_offset_progress(progress, done, len(boxes)), cancel=cancel,
+            )  # fmt: skip
         else:
             record["ran"] = "incremental"
             starts = tf.data.Dataset.from_tensor_slices(incremental.plan_starts(engine, plan)).batch(batch_size)
@@ -260,7 +256,7 @@ def run_incremental(
                 network,
                 _pipeline(starts),
                 len(indices),
-                progress=shifted(done),
+                progress=_offset_progress(progress, done, len(boxes)),
                 cancel=cancel,
                 predict=lambda batch, function=function: function(batch, state),
             )
@@ -313,14 +309,10 @@ def run_fast(
     reference_score = class_scores(reference, target, score_kind)
     done = 0
     while (indices := plan.next_windows()) is not None:
-        offset = done
-
-        def report(finished: int, _total: int, offset: int = offset) -> Any:
-            return None if progress is None else progress(offset + finished, plan.budget)
-
         batch_outputs = run_occlusions(
-            network, pixels, canvas, boxes[indices], batch_size=batch_size, progress=report, cancel=cancel
-        )
+            network, pixels, canvas, boxes[indices], batch_size=batch_size,
+            progress=_offset_progress(progress, done, plan.budget), cancel=cancel,
+        )  # fmt: skip
         outputs[indices] = batch_outputs
         plan.record(indices, reference_score - class_scores(batch_outputs, target, score_kind))
         done += len(indices)
@@ -336,6 +328,13 @@ def run_fast(
         "refined_fraction": min(sizes_measured),
     }
     return outputs, measured, metadata
+
+
+def _offset_progress(progress: ProgressCallback | None, offset: int, total: int) -> ProgressCallback | None:
+    """A progress callback for one part of a run: ``progress(offset + done, total)``."""
+    if progress is None:
+        return None
+    return lambda done, _part_total: progress(offset + done, total)
 
 
 def _offsets(grids: Sequence[Any]) -> list[int]:

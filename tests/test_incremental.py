@@ -258,35 +258,33 @@ def test_which_keras_applications_gain(name, gains, reason):
     assert (model.estimated_speedup(model.plan(finest.boxes)) >= incremental.MIN_USEFUL_SPEEDUP) == gains
 
 
-def test_a_graph_the_analysis_cannot_handle_runs_dense_with_exact_numbers(monkeypatch):
+def _dense_fallback(monkeypatch, method: str, error: Exception) -> dict:
+    """The one group record of an incremental map whose ``IncrementalModel.<method>`` raises ``error``;
+    the map must still equal the exact one."""
+    monkeypatch.setattr(incremental, "MIN_USEFUL_SPEEDUP", 0.0)
     network = sensmap.load_model(build_random_cnn(24, 30, seed=6), preprocess="unit")
     image = np.random.default_rng(5).uniform(0, 255, (24, 30, 3)).astype(np.float32)
     exact = sensmap.sensitivity_map(network, image, sizes=(0.25,), stride=0.5)
 
     def broken(*args, **kwargs):
-        raise ValueError("unexpected layer wiring")
+        raise error
 
-    monkeypatch.setattr(IncrementalModel, "prepare", broken)
+    monkeypatch.setattr(IncrementalModel, method, broken)
     fast = sensmap.sensitivity_map(network, image, sizes=(0.25,), stride=0.5, mode="incremental")
     np.testing.assert_allclose(fast.outputs, exact.outputs, atol=TOLERANCE)
     (group,) = fast.metadata["incremental_groups"]
-    assert group["ran"] == "dense" and "analysis failed (ValueError: unexpected layer wiring)" in group["why"]
+    assert group["ran"] == "dense"
+    return group
+
+
+def test_a_graph_the_analysis_cannot_handle_runs_dense_with_exact_numbers(monkeypatch):
+    group = _dense_fallback(monkeypatch, "prepare", ValueError("unexpected layer wiring"))
+    assert "analysis failed (ValueError: unexpected layer wiring)" in group["why"]
 
 
 def test_a_layer_that_fails_to_trace_on_crops_runs_dense(monkeypatch):
-    monkeypatch.setattr(incremental, "MIN_USEFUL_SPEEDUP", 0.0)
-    network = sensmap.load_model(build_random_cnn(24, 30, seed=8), preprocess="unit")
-    image = np.random.default_rng(6).uniform(0, 255, (24, 30, 3)).astype(np.float32)
-    exact = sensmap.sensitivity_map(network, image, sizes=(0.25,), stride=0.5)
-
-    def broken(*args, **kwargs):
-        raise NotImplementedError("no crop kernel")
-
-    monkeypatch.setattr(IncrementalModel, "_window", broken)
-    fast = sensmap.sensitivity_map(network, image, sizes=(0.25,), stride=0.5, mode="incremental")
-    np.testing.assert_allclose(fast.outputs, exact.outputs, atol=TOLERANCE)
-    (group,) = fast.metadata["incremental_groups"]
-    assert group["ran"] == "dense" and "tracing failed (NotImplementedError" in group["why"]
+    group = _dense_fallback(monkeypatch, "_window", NotImplementedError("no crop kernel"))
+    assert "tracing failed (NotImplementedError: no crop kernel)" in group["why"]
 
 
 def test_one_shared_network_serves_several_threads_incrementally(monkeypatch):

@@ -251,7 +251,7 @@ def run_incremental(
             )  # fmt: skip
         else:
             record["ran"] = "incremental"
-            starts = tf.data.Dataset.from_tensor_slices(incremental.plan_starts(engine, plan)).batch(batch_size)
+            starts = tf.data.Dataset.from_tensor_slices(plan.start_array()).batch(batch_size)
             group_outputs = predict_batches(
                 network,
                 _pipeline(starts),
@@ -269,9 +269,8 @@ def run_incremental(
 def _traced(engine: Any, plan: Any, state: dict) -> tuple[Callable | None, str]:
     """The plan's compiled incremental function, traced now; ``(None, why)`` if tracing fails."""
     function = engine.function_for(plan)
-    columns = len([t for t in plan.sizes if t not in plan.dense])
     try:
-        function.get_concrete_function(tf.TensorSpec([None, columns, 2], tf.int32), state)
+        function.get_concrete_function(tf.TensorSpec([None, len(plan.columns), 2], tf.int32), state)
     except SensmapError:
         raise
     except Exception as exc:

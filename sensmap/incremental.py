@@ -158,6 +158,15 @@ class _Plan:
     direct: set[tuple[int, int]] = field(default_factory=set)  # (step, input) read as is: crop = patch
     key: tuple = ()
 
+    @property
+    def columns(self) -> list[int]:
+        """Tensors computed on crops, in the column order of :meth:`start_array`."""
+        return sorted(t for t in self.sizes if t not in self.dense)
+
+    def start_array(self) -> np.ndarray:
+        """``(covers, tensors, 2)`` int32 crop starts (row, col), the batch function's input."""
+        return np.stack([self.starts[t] for t in self.columns], axis=1).astype(np.int32)
+
 
 #: Clean activations of one image for one network, as ``tf.function`` arguments:
 #: ``{"act": {tensor key: (H·W, C)}, "pad": {padded key: (Hp·Wp, C)}, "canvas": (H·W, 3)}`` —
@@ -459,8 +468,7 @@ class IncrementalModel:
             return function
 
     def _batch_function(self, plan: _Plan) -> Callable:
-        order = sorted(t for t in plan.sizes if t not in plan.dense)
-        column = {t: i for i, t in enumerate(order)}
+        column = {t: i for i, t in enumerate(plan.columns)}
         sizes, dense, direct = dict(plan.sizes), set(plan.dense), set(plan.direct)
         network = self.network
 
@@ -683,12 +691,6 @@ def group_by_size(boxes: np.ndarray) -> list[np.ndarray]:
     for i, (h, w) in enumerate(sizes):
         groups.setdefault((int(h), int(w)), []).append(i)
     return [np.asarray(v) for v in groups.values()]
-
-
-def plan_starts(model: IncrementalModel, plan: _Plan) -> np.ndarray:
-    """``(covers, tensors, 2)`` int32 starts in the column order the batch function reads."""
-    order = sorted(t for t in plan.sizes if t not in plan.dense)
-    return np.stack([plan.starts[t] for t in order], axis=1).astype(np.int32)
 
 
 _MODELS_LOCK = threading.Lock()

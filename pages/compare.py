@@ -69,6 +69,9 @@ if result_a.target_name != result_b.target_name:
         ui.plain(f"{choice_b.label} has no class '{result_a.target_name}': its map is for its own top-1 class."),
         icon=":material/info:",
     )
+for role, result in zip("AB", results, strict=True):
+    if result.approximate:
+        st.warning(ui.plain(f"{role}: {ui.approximate_note(result)}"), icon=":material/speed:")
 figure = ui.wrap_subplot_titles(render.compare_figure(photo.image, result_a, result_b))
 st.plotly_chart(figure, key="chart.compare", height=480)
 st.caption(

@@ -9,7 +9,6 @@ import argparse
 import json
 import os
 import sys
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -205,26 +204,44 @@ def _cmd_classify(args: argparse.Namespace) -> int:
     return 0
 
 
-class _ProgressBar:
-    """A one-line progress bar on stderr: passes done / total, rate and time left."""
+class _TerminalProgress:
+    """A tqdm bar on stderr: count done / total, rate and time left, in ``unit`` (passes for maps, images for
+    audits). Silent with ``--quiet`` or when stderr is not a terminal (logs and pipes get no bar)."""
 
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled and sys.stderr is not None
-        self.started = time.perf_counter()
+    def __init__(self, enabled: bool, unit: str) -> None:
+        self.enabled = enabled and sys.stderr is not None and sys.stderr.isatty()
+        self.unit = unit
+        self.bar: Any = None
 
-    def __call__(self, done: int, total: int) -> None:
+    def update(self, done: int, total: int, postfix: str = "") -> None:
+        """Move the bar to ``done`` of ``total``; closes it when the work is complete."""
         if not self.enabled:
             return
-        elapsed = time.perf_counter() - self.started
-        rate = done / elapsed if elapsed > 0 and done else 0.0
-        left = (total - done) / rate if rate else 0.0
-        filled = int(30 * done / max(total, 1))
-        sys.stderr.write(
-            f"\r[{'#' * filled}{'.' * (30 - filled)}] {done}/{total} passes  {rate:5.1f}/s  {left:4.0f}s left"
-        )
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit=f" {self.unit}", file=sys.stderr, dynamic_ncols=True, leave=True)
+        if self.bar.total != total:
+            self.bar.total = total
+        self.bar.update(done - self.bar.n)
+        if postfix:
+            self.bar.set_postfix_str(postfix, refresh=False)
         if done >= total:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
+            self.close()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def passes(self, done: int, total: int) -> None:
+        """The engine's progress callback: forward passes done of the map's total."""
+        self.update(done, total)
+
+    def images(self, progress: Any) -> None:
+        """The audit's progress callback: images done of this run's total (errors shown beside the bar)."""
+        errors = f"{progress.errors} error{'s' if progress.errors != 1 else ''}" if progress.errors else ""
+        self.update(progress.done, progress.total, errors)
 
 
 def _cmd_map(args: argparse.Namespace) -> int:
@@ -244,7 +261,7 @@ def _cmd_map(args: argparse.Namespace) -> int:
         target=args.target,  # a name, or digits read as a class index
         score=args.score,
         batch_size=args.batch_size,
-        progress=_ProgressBar(not args.quiet),
+        progress=_TerminalProgress(not args.quiet, "passes").passes,
         fit=args.fit,
         max_passes=args.max_passes,
         mode=args.mode,
@@ -268,28 +285,6 @@ def _cmd_map(args: argparse.Namespace) -> int:
         _write(args.out_png, overlay_png(photo, result))
         print(f"wrote {args.out_png}")
     return 0
-
-
-class _AuditProgress:
-    """Images done / total, images per second and ETA on stderr: one updated line on a terminal, else a line
-    every 10 s."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled and sys.stderr is not None
-        self.tty = self.enabled and sys.stderr.isatty()
-        self.last = 0.0
-
-    def __call__(self, progress: Any) -> None:
-        if not self.enabled:
-            return
-        now = time.perf_counter()
-        finished = progress.done >= progress.total
-        if self.tty:
-            sys.stderr.write(f"\r\033[K{progress.line()}" + ("\n" if finished else ""))
-        elif finished or progress.done == 0 or now - self.last >= 10:
-            sys.stderr.write(progress.line() + "\n")
-            self.last = now
-        sys.stderr.flush()
 
 
 def _per_model(values: list[str | None] | None, count: int, what: str) -> list[str | None]:
@@ -347,7 +342,7 @@ def _cmd_audit(args: argparse.Namespace) -> int:
             threads=args.threads,
             address=args.address,
             num_cpus=args.num_cpus,
-            progress=_AuditProgress(not args.quiet),
+            progress=_TerminalProgress(not args.quiet, "images").images,
             summary=not args.no_summary,
             retry_errors=args.retry_errors,
             retries=args.retries,

@@ -116,3 +116,33 @@ def test_python_dash_m_runs_as_a_process(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "sensmap", "map", str(photo), "--model", "Nope"], cwd=REPO, env=env,
                          capture_output=True, text=True, timeout=300)  # fmt: skip
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
+
+
+class _Terminal(io.StringIO):
+    """A stderr that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("tty, quiet, shown", [(True, False, True), (False, False, False), (True, True, False)])
+def test_progress_bar_only_on_a_terminal_and_not_when_quiet(monkeypatch, tty, quiet, shown):
+    from types import SimpleNamespace
+
+    from sensmap.cli import _TerminalProgress
+
+    stream = _Terminal() if tty else io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stream)
+    bar = _TerminalProgress(not quiet, "passes")
+    for done in (0, 40, 283):
+        bar.passes(done, 283)
+    audit = _TerminalProgress(not quiet, "images")
+    for done, errors in ((0, 0), (3, 1), (12, 1)):
+        audit.images(SimpleNamespace(done=done, total=12, errors=errors))
+    text = stream.getvalue()
+    if not shown:
+        assert text == ""
+        return
+    assert "283/283" in text and "passes" in text and "/s" in text  # count, unit and rate
+    assert "12/12" in text and "images" in text and "1 error" in text
+    assert bar.bar is None and audit.bar is None  # closed at the end

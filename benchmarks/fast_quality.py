@@ -28,6 +28,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from _needs import require  # noqa: E402
+
+require({"skimage": "scikit-image"})  # SSIM; checked before TensorFlow loads
+
 from sensmap.fast import FastPlan  # noqa: E402
 from sensmap.result import support_maps  # noqa: E402
 from sensmap.windows import window_grids  # noqa: E402

@@ -32,6 +32,10 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from _needs import require  # noqa: E402
+
+require({"skimage": "scikit-image"})  # SSIM; checked before TensorFlow loads
+
 import numpy as np
 
 import sensmap

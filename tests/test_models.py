@@ -242,3 +242,18 @@ def test_several_networks_load_and_classify(shared_weights_dir):
         network = sensmap.load_model("MobileNet", weights=shared_weights_dir / file)
         top = sensmap.classify(network, shared_photo("coffee.png"), top=5)
         assert "espresso" in [p.name for p in top], (file, top)
+
+
+def test_parameter_count_is_the_real_count_of_each_variant(shared_weights_dir):
+    from sensmap.models import parameter_count
+
+    small = parameter_count("MobileNet", {"alpha": 0.75, "input_shape": (192, 192, 3)})
+    loaded = sensmap.load_model(
+        "MobileNet", weights=shared_weights_dir / "mobilenet_v1_0.75_192.weights.h5", alpha=0.75,
+        input_shape=(192, 192, 3),
+    )  # fmt: skip
+    assert small == loaded.parameter_count == 2_601_976
+    assert parameter_count("mobilenet", {"alpha": 0.25, "input_shape": [128, 128, 3]}) == 475_544
+    assert parameter_count("MobileNetV2") == 3_538_984  # Keras' published 3.5 M
+    with pytest.raises(sensmap.ModelError, match="cannot build"):
+        parameter_count("MobileNet", {"input_shape": (8, 8, 3)})

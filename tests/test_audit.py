@@ -56,7 +56,7 @@ def save_cnn(path: Path) -> Path:
 
 
 class StubNetwork:
-    """Enough of a Network for audit._index_fields: class names by index or name."""
+    """Enough of a Network for audit.index._index_fields: class names by index or name."""
 
     def __init__(self, labels):
         self.labels = labels
@@ -97,7 +97,7 @@ def fake_audit(root: Path, count: int = 9) -> Path:
         box = [0.1, 0.2, 0.6, 0.7] if i % 2 == 0 else None
         record = {"image_id": f"img/{i}", "path": str(photo), "label": label, "box": box, "model": "toy",
                   "network": "toy"}  # fmt: skip
-        result.metadata["audit"] = {**record, **audit._index_fields(result, label, box, network), "seconds": 0.1}
+        result.metadata["audit"] = {**record, **audit.index._index_fields(result, label, box, network), "seconds": 0.1}
         result.save(folder / f"{audit.image_key(record['image_id'])}.npz")
     error = {"image_id": "broken", "path": "/nowhere.png", "label": "cat", "box": None, "model": "toy",
              "stage": "input", "error": "no such file: /nowhere.png"}  # fmt: skip
@@ -193,13 +193,13 @@ def test_resolve_model_names_folders_without_building_networks(tmp_path, shared_
 def test_an_audit_folder_refuses_other_settings_or_other_networks(tmp_path):
     cnn = audit.resolve_model(save_cnn(tmp_path / "cnn.keras"))
     settings = audit.AuditSettings.make(**SETTINGS)
-    audit._prepare_folder(tmp_path / "out", settings, [cnn], "src")
-    audit._prepare_folder(tmp_path / "out", settings, [cnn], "src")  # same: fine
+    audit.folder._prepare_folder(tmp_path / "out", settings, [cnn], "src")
+    audit.folder._prepare_folder(tmp_path / "out", settings, [cnn], "src")  # same: fine
     with pytest.raises(ParameterError, match="other map settings"):
-        audit._prepare_folder(tmp_path / "out", audit.AuditSettings.make(sizes=(0.5,)), [cnn], "src")
+        audit.folder._prepare_folder(tmp_path / "out", audit.AuditSettings.make(sizes=(0.5,)), [cnn], "src")
     build_random_cnn(40, 48, classes=3, seed=9).save(tmp_path / "cnn.keras")  # retrained: other file
     with pytest.raises(ParameterError, match="another network or of other files"):
-        audit._prepare_folder(tmp_path / "out", settings, [audit.resolve_model(tmp_path / "cnn.keras")], "src")
+        audit.folder._prepare_folder(tmp_path / "out", settings, [audit.resolve_model(tmp_path / "cnn.keras")], "src")
 
 
 def test_boxes_on_the_grid_and_support_outside_them():
@@ -266,7 +266,7 @@ def test_index_filters_means_and_summary_from_files(tmp_path):
     assert Image.open(paths["summary.png"]).size[0] == 1280
     html = Path(paths["summary.html"]).read_text("utf-8")
     assert "Shortcut suspects" in html and "no such file: /nowhere.png" in html and "plotly" in html
-    cached = audit._cached_means(opened)
+    cached = audit.index._cached_means(opened)
     assert ("toy", "label", "cat") in cached
     np.testing.assert_array_equal(audit.class_mean_map(opened, "toy", "cat", by="label").mean,
                                   cached[("toy", "label", "cat")].mean)  # fmt: skip
@@ -287,6 +287,33 @@ def test_cli_audit_user_errors_exit_2_without_ray(tmp_path, capsys):
     code = main(["audit", str(tmp_path), "-m", "MobileNet", "-m", "MobileNetV2", "--weights", str(MOBILENET_025),
                  "--weights", "none", "--weights", "none", "--out", str(tmp_path / "out")])  # fmt: skip
     assert code == 2 and "one per --model" in capsys.readouterr().err
+
+
+def test_a_workers_own_error_is_read_out_of_rays_text():
+    """Ray reports a worker's exception by its module path: the injected crash's message must still be found."""
+    import traceback
+
+    from sensmap.audit.failures import _first_line, _InjectedCrash
+
+    for error in (_InjectedCrash("injected crash after 3 maps"), ParameterError("injected crash after 3 maps")):
+        last = traceback.format_exception_only(type(error), error)[-1]
+        assert last.startswith(("sensmap.audit.failures._InjectedCrash: ", "sensmap.errors.ParameterError: "))
+        ray_text = f"ray.exceptions.RayTaskError(Whatever): Traceback (most recent call last):\n  File x\n{last}"
+        assert _first_line(RuntimeError(ray_text)) == "injected crash after 3 maps"
+    assert _first_line(RuntimeError("first line\nsecond")) == "first line"
+
+
+def test_the_audit_package_imports_neither_ray_nor_tensorflow():
+    """The dashboard's Audit page imports sensmap.audit: Ray, TensorFlow and Arrow load only when used."""
+    import subprocess
+    import sys
+
+    heavy = ("ray", "tensorflow", "keras", "pyarrow")
+    code = f"import sys, sensmap.audit; print([m for m in {heavy!r} if m in sys.modules])"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(audit.__file__).parents[2]),
+                                                                     os.environ.get("PYTHONPATH")]))}  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert done.stdout.strip() == "[]"
 
 
 # --------------------------------------------------------------------------- slow: local Ray runs
@@ -430,9 +457,9 @@ def test_audit_summary_means_are_means_of_the_image_maps(first_run):
 def test_decoding_runs_in_cpu_tasks_before_the_model_actors(ray_session, dataset, tmp_path, capsys):
     manifest, cnn = dataset
     spec = audit.resolve_model(cnn)
-    rows = audit._pending(audit.collect_inputs(manifest), [spec], tmp_path, retry_errors=False)
+    rows = audit.pipeline._pending(audit.collect_inputs(manifest), [spec], tmp_path, retry_errors=False)
     settings = audit.AuditSettings.make(**SETTINGS)
-    dataset = audit._build_dataset(rows, [spec], settings, tmp_path, 2, 0, 1, None, tmp_path / ".run-x")
+    dataset = audit.pipeline._build_dataset(rows, [spec], settings, tmp_path, 2, 0, 1, None, tmp_path / ".run-x")
     dataset.explain()
     physical = capsys.readouterr().out.split("Physical Plan (Optimized)")[1]
     assert "TaskPoolMapOperator[MapBatches(_decode_rows)]" in physical  # not fused into the actors

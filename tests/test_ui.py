@@ -338,7 +338,11 @@ def test_a_finished_map_keeps_story_stability_and_pointing_in_its_npz():
 # --------------------------------------------------------------------------- security: config, uploads, exports
 
 IMAGE_TYPES = {"jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif"}
-DASHBOARD_SOURCES = [REPO / "app.py", REPO / "sensmap" / "ui.py", *sorted((REPO / "pages").glob("*.py"))]
+DASHBOARD_SOURCES = [  # every file that may import Streamlit
+    REPO / "app.py",
+    *sorted((REPO / "sensmap" / "ui").glob("*.py")),
+    *sorted((REPO / "pages").glob("*.py")),
+]
 
 
 def test_server_config_states_the_security_settings():
@@ -520,7 +524,7 @@ def test_a_bad_upload_and_a_weights_error_keep_the_earlier_photos_settings_and_m
         shown.append(exc)
         real_show_error(exc)
 
-    monkeypatch.setattr(ui, "show_error", recording_show_error)
+    monkeypatch.setattr(ui.networks, "show_error", recording_show_error)  # where load_network looks it up
     at = add_sample(open_app())
     run_small_map(at)
     (key,) = at.session_state[ui.K_RESULTS]

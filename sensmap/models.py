@@ -299,7 +299,7 @@ def _load_application(
 _COUNT_LOCK = threading.Lock()
 
 
-def parameter_count(name: str, options: dict[str, Any] | None = None) -> int:
+def built_parameter_count(name: str, options: dict[str, Any] | None = None) -> int:
     """The exact number of weights (trainable and not) of a Keras Applications network with these
     constructor options (e.g. ``alpha``, ``input_shape``), counted on the architecture built without
     weights: nothing is downloaded. Cached per process; a few tenths of a second the first time."""

@@ -38,6 +38,7 @@ from .map_settings import (
     settings,
 )
 from .networks import (
+    DEFAULT_NETWORK,
     OWN_GROUP,
     READY_GROUP,
     STATUS_TEXT,
@@ -47,6 +48,7 @@ from .networks import (
     choice_labels,
     is_loaded,
     load_network,
+    load_on_open,
     models_dir_from_env,
     network_choice,
     set_network_choice,
@@ -145,6 +147,7 @@ __all__ = [
     "MODE_CHOICES",
     "OWN_GROUP",
     "PHOTO_TYPES",
+    "DEFAULT_NETWORK",
     "READY_GROUP",
     "SAMPLE_PHOTOS",
     "SCORE_CHOICES",
@@ -179,6 +182,7 @@ __all__ = [
     "label_for",
     "last_key",
     "load_network",
+    "load_on_open",
     "models_dir_from_env",
     "network_choice",
     "percent",

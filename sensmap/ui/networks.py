@@ -11,7 +11,16 @@ from typing import TYPE_CHECKING, Any
 import streamlit as st
 
 from ..errors import SensmapError
-from ..registry import REGISTRY, find_spec, read_manifest, variant_label, weights_dir_from_env, weights_status
+from ..registry import (
+    REGISTRY,
+    NetworkSpec,
+    find_spec,
+    parameter_count,
+    read_manifest,
+    variant_label,
+    weights_dir_from_env,
+    weights_status,
+)
 from .session import K_LOADED, K_NETWORK, state
 from .text import plain, show_error
 
@@ -79,6 +88,7 @@ class CatalogueEntry:
     status: str  # "ready", "cached", "needs download", "own model"
 
 
+DEFAULT_NETWORK = "MobileNetV2"  # network A when no network is ready on this machine
 STATUS_TEXT = {"local": "ready", "cached": "cached", "download": "needs download", "file": "own model"}
 READY_GROUP = "Ready on this machine"
 OWN_GROUP = "Own models"
@@ -92,6 +102,18 @@ def models_dir_from_env() -> Path | None:
     """The operator's folder of own ``.keras`` models, from ``SENSMAP_MODELS_DIR``, if set."""
     value = os.environ.get("SENSMAP_MODELS_DIR", "").strip()
     return Path(value).expanduser() if value else None
+
+
+def _parameters_text(spec: NetworkSpec, options: dict[str, Any]) -> str:
+    """The variant's parameter count in millions: exact for these options where the architecture's arithmetic is
+    known (MobileNet, MobileNetV2), built without weights for other variants with options, else Keras' published
+    count for the default variant."""
+    count = parameter_count(spec.name, options)
+    if count is None and {k: v for k, v in options.items() if k != "input_shape"}:
+        from ..models import built_parameter_count  # TensorFlow: only for such variants
+
+        count = built_parameter_count(spec.name, options)
+    return f"{spec.params_millions:g} M" if count is None else f"{count / 1e6:.2f} M"
 
 
 def catalogue() -> list[CatalogueEntry]:
@@ -108,9 +130,7 @@ def catalogue() -> list[CatalogueEntry]:
             continue
         choice = NetworkChoice(spec.name, _options_tuple(item.options), weights=str(item.path))
         size = spec.options_input_size(item.options)
-        alpha = item.options.get("alpha", 1.0)
-        params = f"{spec.params_millions:g} M" + (f" at α1; fewer at α{alpha:g}" if alpha != 1.0 else "")
-        entries.append(CatalogueEntry(choice, READY_GROUP, size, params, "ready"))
+        entries.append(CatalogueEntry(choice, READY_GROUP, size, _parameters_text(spec, item.options), "ready"))
     ready_labels = {e.choice.label for e in entries}
     for spec in REGISTRY.values():
         choice = NetworkChoice(spec.name)
@@ -118,7 +138,7 @@ def catalogue() -> list[CatalogueEntry]:
             continue
         status = STATUS_TEXT[weights_status(spec)]
         size = (spec.input_size, spec.input_size)
-        entries.append(CatalogueEntry(choice, spec.family, size, f"{spec.params_millions:g} M", status))
+        entries.append(CatalogueEntry(choice, spec.family, size, _parameters_text(spec, {}), status))
     models = models_dir_from_env()
     if models is not None and models.is_dir():
         for path in sorted(models.glob("*.keras")):
@@ -137,12 +157,20 @@ def choice_labels() -> dict[str, CatalogueEntry]:
 
 
 def network_choice(role: str) -> NetworkChoice | None:
-    """The chosen network A (primary; default: the first ready one) or B (comparison; default none)."""
+    """The chosen network A (primary; default: the first ready one, else MobileNetV2, whose weights download only
+    when the user loads it) or B (comparison; default none)."""
     key = K_NETWORK[role]
     if key not in st.session_state:
         ready = [e for e in catalogue() if e.group == READY_GROUP]
-        st.session_state[key] = ready[0].choice if role == "A" and ready else None
+        default = ready[0].choice if ready else NetworkChoice(DEFAULT_NETWORK)
+        st.session_state[key] = default if role == "A" else None
     return st.session_state[key]
+
+
+def load_on_open(choice: NetworkChoice, changed: bool) -> bool:
+    """Whether the Networks page loads ``choice`` by itself: when it is already loaded, or was just picked and
+    needs no download. Weights to download wait for the user's explicit Load button (nothing downloads unasked)."""
+    return is_loaded(choice) or (changed and choice.weights_state() != "download")
 
 
 def set_network_choice(role: str, choice: NetworkChoice | None) -> None:

@@ -6,19 +6,17 @@ embeds plotly.js and the photo inline. Colours are those
 of :mod:`sensmap.render` (red: covering lowers the class probability, the area supports the
 class; blue: covering raises it, the area inhibits the class); values are shown in percentage
 points ("pp", probability difference ×100), or log-odds for ``score_kind="log-odds"``.
-No EXIF, GPS or text metadata is written into the PNG, and file names are generated, never
-taken from an uploaded file.
+No EXIF, GPS or text metadata is written into the PNG, and file names are generated
+(:mod:`sensmap.filenames`), never taken from an uploaded file.
 """
 
 from __future__ import annotations
 
 import html
 import os
-import re
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 
 import numpy as np
 import plotly.io as pio
@@ -28,6 +26,10 @@ from PIL import Image
 from . import __version__
 from .errors import ParameterError
 from .figures import MUTED, TEXT, Line, Sheet, png_bytes
+from .filenames import ascii_text as ascii_text  # re-exported: the audit's summary PNG uses it
+from .filenames import report_filename as report_filename  # re-exported for the dashboard
+from .filenames import safe_name as safe_name  # re-exported for the dashboard and the audit
+from .filenames import utc
 from .images import LoadedImage, map_to_photo
 from .metrics import agreement, stability
 from .render import (
@@ -178,11 +180,6 @@ def _common_limit(results: Sequence[SensitivityResult]) -> float | None:
     if len({support_unit(r) for r in results}) != 1:
         return None
     return symmetric_limit(*(r.support for r in results))
-
-
-def utc(when: datetime | None = None) -> datetime:
-    """``when`` (default: now) in UTC."""
-    return (when or datetime.now(timezone.utc)).astimezone(timezone.utc)
 
 
 @dataclass
@@ -497,68 +494,3 @@ def report_html(
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>" + "\n".join(parts) + "</body></html>\n"
     )
-
-
-# --------------------------------------------------------------------------- file names
-
-_TRANSLIT = {
-    "α": "a",
-    "β": "b",
-    "γ": "g",
-    "μ": "u",
-    "×": "x",
-    "−": "-",
-    "–": "-",
-    "—": "-",
-    "→": "->",
-    "←": "<-",
-    "↑": "^",
-    "↓": "v",
-    "≥": ">=",
-    "≤": "<=",
-    "‘": "'",
-    "’": "'",
-    "“": '"',
-    "”": '"',
-}
-
-
-def ascii_text(text: object) -> str:
-    """``text`` in printable ASCII for file names: α→a, ×→x, accents dropped, other characters → ``?``.
-
-    Reports print names as given; only file names (and the dataset audit's Pillow summary, until it draws with
-    :mod:`sensmap.figures`) need ASCII.
-    """
-    value = "".join(_TRANSLIT.get(ch, ch) for ch in str(text))
-    out = []
-    for ch in unicodedata.normalize("NFKD", value):
-        if " " <= ch <= "~":
-            out.append(ch)
-        elif not unicodedata.combining(ch):
-            out.append(" " if ch.isspace() else "?")
-    return "".join(out)
-
-
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-MAX_NAME_PART = 40
-MAX_MODELS_IN_NAME = 4
-
-
-def safe_name(text: object, fallback: str, limit: int = MAX_NAME_PART) -> str:
-    """A file-name part: ASCII (α→a), only ``[A-Za-z0-9._-]``, no ``..``, at most ``limit`` characters."""
-    value = _UNSAFE.sub("_", ascii_text(text))
-    value = re.sub(r"\.{2,}", ".", value).strip("._-")[:limit].strip("._-")
-    return value or fallback
-
-
-def report_filename(kind: str, model_names: Sequence[str], ext: str, *, when: datetime | None = None) -> str:
-    """A safe download name such as ``sensmap-report-MobileNetV2-vs-MobileNet_a0.75_192px-20261126-141500.png``.
-
-    Only ``[A-Za-z0-9._-]``; built from the report kind, the network names (ASCII-folded, at
-    most four) and the time (UTC, default now) — never from an uploaded file's name.
-    """
-    models = "-vs-".join(safe_name(name, "model") for name in list(model_names)[:MAX_MODELS_IN_NAME])
-    stamp = utc(when).strftime("%Y%m%d-%H%M%S")
-    extension = re.sub(r"[^A-Za-z0-9]", "", str(ext))[:8] or "bin"
-    parts = ["sensmap", safe_name(kind, "report"), models, stamp]
-    return "-".join(part for part in parts if part) + "." + extension

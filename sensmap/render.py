@@ -15,7 +15,7 @@ Conventions
   :data:`PHOTO_MAX_SIDE` px and maps at most :data:`HEATMAP_MAX_SIDE` px on the long side,
   so the figure JSON stays small.
 * The colour lookup (:func:`diverging_rgba`, :func:`blend_overlay`) is numpy, shared with the
-  Pillow PNG report, so the PNG and the interactive figures use the same colours.
+  matplotlib PNG report (:mod:`sensmap.figures`), so the PNG and the interactive figures use the same colours.
 """
 
 from __future__ import annotations

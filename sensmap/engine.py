@@ -25,7 +25,8 @@ from .fills import DEFAULT_FILL, Fill, fill_canvas, fill_label, normalize_fill
 from .images import LoadedImage, fit_image, load_image
 from .metrics import curve_auc, faithfulness_passes, random_rank, step_counts, support_rank
 from .models import Network, load_model, tf
-from .result import SensitivityResult, class_scores, validate_mode, validate_score_kind
+from .result import SensitivityResult, validate_mode
+from .scores import Score, ScoreFunction, default_score, resolve_score, score_values, supported_views, window_support
 from .windows import DEFAULT_SIZES, DEFAULT_STRIDE, cheaper_stride_for_budget, count_passes, window_grids
 
 #: Largest map (forward passes) computed unless the caller raises it; ``SENSMAP_MAX_PASSES`` overrides.
@@ -72,8 +73,12 @@ def _as_image(image: LoadedImage | Any) -> LoadedImage:
 
 
 def classify(model: Network | Any, image: LoadedImage | Any, top: int = 5, fit: str = "squash") -> list[Prediction]:
-    """The ``top`` most probable classes of the whole photo (probabilities 0..1, highest first)."""
+    """The ``top`` most probable classes of the whole photo (probabilities 0..1, highest first; multi-label
+    networks: each label's own probability). Networks without classes (embeddings, values) raise a
+    :class:`ParameterError`."""
     network = _as_network(model)
+    if "top-k" not in supported_views(default_score(network.output_kind)):
+        raise ParameterError(f"{network.name} outputs {network.output_kind}, not classes: there is nothing to rank")
     photo = _as_image(image)
     probabilities = network.predict(fit_image(photo, network.input_size, fit))[0]
     order = np.argsort(-probabilities, kind="stable")[: max(1, int(top))]
@@ -218,10 +223,14 @@ def run_incremental(
     from . import incremental
 
     try:
+        if network.incremental_unsupported():  # e.g. ONNX networks: no layers to crop
+            raise _Dense(network.incremental_unsupported())
         engine = incremental.incremental_model(network)
         state = engine.prepare(pixels, canvas)
     except SensmapError:
         raise
+    except _Dense as exc:
+        engine, state, failure = None, None, str(exc)
     except Exception as exc:  # a graph the analysis does not understand: exact numbers the dense way
         engine, state, failure = None, None, f"incremental analysis failed ({type(exc).__name__}: {exc})"
     outputs = np.empty((len(boxes), network.num_classes), dtype=np.float32)
@@ -266,6 +275,10 @@ def run_incremental(
     return outputs, groups
 
 
+class _Dense(Exception):
+    """The network cannot run incrementally; the message says why (recorded per group)."""
+
+
 def _traced(engine: Any, plan: Any, state: dict) -> tuple[Callable | None, str]:
     """The plan's compiled incremental function, traced now; ``(None, why)`` if tracing fails."""
     function = engine.function_for(plan)
@@ -285,7 +298,7 @@ def run_fast(
     grids: Sequence[Any],
     reference: np.ndarray,
     target: int,
-    score_kind: str,
+    score_kind: str | Score,
     *,
     batch_size: int,
     speedup: float | None = None,
@@ -305,7 +318,6 @@ def run_fast(
     plan = FastPlan(grids, speedup=speedup)
     boxes = np.concatenate([grid.boxes for grid in grids])
     outputs = np.full((len(boxes), network.num_classes), np.nan, dtype=np.float32)
-    reference_score = class_scores(reference, target, score_kind)
     done = 0
     while (indices := plan.next_windows()) is not None:
         batch_outputs = run_occlusions(
@@ -313,7 +325,7 @@ def run_fast(
             progress=_offset_progress(progress, done, plan.budget), cancel=cancel,
         )  # fmt: skip
         outputs[indices] = batch_outputs
-        plan.record(indices, reference_score - class_scores(batch_outputs, target, score_kind))
+        plan.record(indices, window_support(batch_outputs, reference, target, score_kind))
         done += len(indices)
     measured = plan.measured
     if not measured.all():
@@ -356,7 +368,7 @@ def sensitivity_map(
     stride: float = DEFAULT_STRIDE,
     fill: Fill = DEFAULT_FILL,
     target: int | str | None = None,
-    score: str = "probability",
+    score: str | ScoreFunction | None = None,
     batch_size: int | None = None,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | Callable[[], bool] | None = None,
@@ -368,10 +380,13 @@ def sensitivity_map(
 
     ``sizes`` are cover sizes as fractions of the image side; ``stride`` a fraction of the cover
     side; ``fill`` one of gray/mean/black/white/blur or an RGB triple (raw 0..255 pixels, applied
-    before preprocessing); ``target`` a class index or name (default: the top-1 class);
-    ``score`` ``"probability"`` or ``"log-odds"``. Support > 0: covering the area lowers the
-    score. ``progress(done, total)`` is called after each batch; ``cancel`` (an Event-like
-    object or a callable) stops the run with :class:`CancelledError`. ``max_passes`` (default
+    before preprocessing); ``target`` a class index or name (default: the top-1 class; scores
+    without a class ignore it); ``score`` one of :data:`sensmap.scores.SCORE_KINDS` — ``probability``,
+    ``log-odds``, ``logit``, ``sigmoid``, ``similarity`` — or a function mapping the raw outputs
+    ``(n, k)`` to one number per image (default: the network's, see
+    :func:`sensmap.scores.default_score`). Support > 0: covering the area lowers the score.
+    ``progress(done, total)`` is called after each batch; ``cancel`` (an Event-like object or a
+    callable) stops the run with :class:`CancelledError`. ``max_passes`` (default
     ``SENSMAP_MAX_PASSES`` or 20 000) refuses runaway settings before any work.
 
     ``mode``: ``"exact"`` (every cover, dense forward passes); ``"incremental"`` (same numbers,
@@ -385,7 +400,9 @@ def sensitivity_map(
     mode = validate_mode(mode)
     network = _as_network(model)
     photo = _as_image(image)
-    score_kind = validate_score_kind(score)
+    score = resolve_score(default_score(network.output_kind) if score is None else score)
+    network = network.for_score(score)  # the outputs this score reads: probabilities, or raw outputs
+    score_kind = score.kind
     fill_value = normalize_fill(fill)
     height, width = network.input_size
     grids = window_grids(height, width, sizes, stride)
@@ -408,12 +425,13 @@ def sensitivity_map(
     canvas = fill_canvas(pixels, fill_value)
     prepared = time.perf_counter()
     reference = network.predict(pixels)[0]
-    target_index = int(np.argmax(reference)) if target is None else network.class_index(target)
+    target_index = network.class_index(target) if target is not None and "classes" in supported_views(score) else None
+    target_index = int(np.argmax(reference)) if target_index is None else target_index
     mode_metadata: dict[str, Any] = {}
     measured = None
     if mode == "fast":
         outputs, measured, fast_metadata = run_fast(
-            network, pixels, canvas, grids, reference, target_index, score_kind,
+            network, pixels, canvas, grids, reference, target_index, score,
             batch_size=batch_size, progress=progress, cancel=cancel,
         )  # fmt: skip
         mode_metadata["fast"] = fast_metadata
@@ -442,11 +460,15 @@ def sensitivity_map(
         reference_probabilities=reference,
         outputs=outputs,
         measured=measured,
+        custom_scores=score_values(np.vstack([reference, outputs]), target_index, score) if score.custom else None,
         metadata={
             "mode": mode,
             "approximate": measured is not None and not measured.all(),
             **mode_metadata,
             "softmax_applied": network.softmax_applied,
+            "sigmoid_applied": network.sigmoid_applied,
+            "output_kind": network.output_kind,
+            "network_notes": list(network.notes),
             "preprocess": network.preprocess_name,
             "weights": network.weights,
             "model_source": network.source,
@@ -475,6 +497,7 @@ def faithfulness(
     batch_size: int | None = None,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | Callable[[], bool] | None = None,
+    score: ScoreFunction | None = None,
 ) -> dict[str, Any]:
     """Deletion and insertion curves of a map (RISE, Petsiuk et al. 2018), against random orders.
 
@@ -484,11 +507,22 @@ def faithfulness(
     map makes it rise fast (high AUC). Baselines: ``random_orders`` seeded random orders of patches as
     large as the map's finest cover, averaged.
     Curves hold the target's probability (0..1) at pixel fractions 0, 1/steps, …, 1; AUCs are the
-    trapezoid areas over the fraction, so they lie in [0, 1]. The numbers are also stored in
+    trapezoid areas over the fraction, so they lie in [0, 1]. Maps with other scores follow the map's
+    own score (``logit``: the raw output; ``sigmoid``: the label's probability; ``similarity``: the
+    cosine similarity to the unoccluded output; a custom score: its value — pass its function as
+    ``score``), and their AUCs are in that score's units. The numbers are also stored in
     ``result.metadata["faithfulness"]`` (and so in its ``.npz``). All passes run through the same
     compiled call as the map: ``2 · (steps + 1) · (1 + random_orders)`` of them.
     """
-    network = _as_network(model)
+    kind = resolve_score(result.score_kind if score is None else score)
+    if kind.kind != result.score_kind or (kind.custom and kind.function is None):
+        raise ParameterError(
+            f"this map was made with the {result.score_kind} score: pass that score's function as score="
+            if kind.custom or result.score_kind.startswith("custom:")
+            else f"this map was made with the {result.score_kind} score, not {kind.kind}"
+        )
+    curve_score = "probability" if kind.kind == "log-odds" else kind
+    network = _as_network(model).for_score(kind)
     photo = _as_image(image)
     if network.input_size != result.input_size:
         raise ParameterError(f"the map was made on a {result.input_size} grid, this network takes {network.input_size}")
@@ -517,8 +551,8 @@ def faithfulness(
                     progress(offset + done, total)
 
             batches = ordered_batches(base, replacement, rank, counts, batch_size)
-            probabilities = predict_batches(network, batches, len(counts), progress=report, cancel=cancel)
-            out.append(probabilities[:, result.target].astype(np.float64))
+            outputs = predict_batches(network, batches, len(counts), progress=report, cancel=cancel)
+            out.append(score_values(outputs, result.target, curve_score, result.reference_probabilities))
             done_before += len(counts)
         return np.stack(out)
 
@@ -528,6 +562,7 @@ def faithfulness(
         "steps": int(steps),
         "random_orders": int(random_orders),
         "seed": int(seed),
+        "score_kind": kind.kind if kind.kind != "log-odds" else "probability",
         "fractions": (counts / (height * width)).tolist(),
         "deletion_curve": deletion[0].tolist(),
         "insertion_curve": insertion[0].tolist(),

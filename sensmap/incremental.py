@@ -576,10 +576,7 @@ class IncrementalModel:
                         )
                     patches[out] = _apply(step, values)[0]
             final = full[id(self.model.outputs[0])]
-            final = tf.cast(final, tf.float32)
-            if network.softmax_applied:
-                final = tf.nn.softmax(final, axis=-1)
-            return final
+            return network.activate(final)  # float32, with sensmap's softmax or sigmoid
 
         return run
 

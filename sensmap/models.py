@@ -1,19 +1,21 @@
-"""Loading classifiers: Keras Applications by name, own ``.keras`` files, in-memory Keras models.
+"""Loading networks: Keras Applications by name, own ``.keras`` and ``.onnx`` files, in-memory Keras models.
 
-A :class:`Network` bundles a Keras model with everything sensmap needs to use it:
-its input grid, its preprocessing (applied to raw 0..255 RGB pixels inside the
-compiled call), its class names, and whether its outputs need a softmax to become
-probabilities. Only this module and :mod:`sensmap.engine` import TensorFlow.
+A :class:`Network` bundles a model with everything sensmap needs to use it: its input grid, its
+preprocessing (applied to raw 0..255 RGB pixels inside the compiled call), its output names, what its
+outputs are (:data:`sensmap.scores.OUTPUT_KINDS`) and whether they need a softmax or a sigmoid. ONNX
+files run through ONNX Runtime (:mod:`sensmap.onnx_model`). Only this module, :mod:`sensmap.onnx_model`,
+:mod:`sensmap.engine` and :mod:`sensmap.incremental` import TensorFlow.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.resources
 import json
 import os
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -31,6 +33,8 @@ from .registry import (
     resolve_weights,
     variant_label,
 )
+from .scores import OUTPUT_KINDS, ScoreFunction, check_score, output_activation, validate_output_kind
+from .sidecar import read_sidecar
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -70,8 +74,11 @@ PREPROCESS_MODES: dict[str, str] = {
     "tf": "scaled to -1..1",
     "caffe": "BGR, ImageNet mean subtracted",
     "torch": "0..1, ImageNet mean/std normalised",
+    "torchvision": "as torch: x/255, then ImageNet mean/std (PyTorch/timm models)",
     "unit": "scaled to 0..1",
 }
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 Preprocess = Callable[[tf.Tensor], tf.Tensor]
 
@@ -84,12 +91,19 @@ def imagenet_class_names() -> tuple[str, ...]:
     return tuple(index[str(i)][1] for i in range(len(index)))
 
 
-def make_preprocess(name: str) -> Preprocess:
-    """Preprocessing by name: a mode of :data:`PREPROCESS_MODES` or a Keras Applications network/module name.
+def make_preprocess(name: str | Mapping[str, Any]) -> Preprocess:
+    """Preprocessing by name: a mode of :data:`PREPROCESS_MODES` or a Keras Applications network/module name;
+    or a declared normalisation ``{"mean": [r, g, b], "std": [r, g, b]}`` on the 0..1 scale, applied as
+    ``(x / 255 − mean) / std`` (torchvision's ``Normalize`` after ``ToTensor``).
 
     The returned function maps raw RGB pixels (float32, 0..255) to the network's input.
     """
+    if isinstance(name, Mapping):
+        mean, std = normalisation(name)
+        return _normalise(mean, std)
     key = str(name).strip().lower()
+    if key == "torchvision":
+        return _normalise(IMAGENET_MEAN, IMAGENET_STD)
     if key == "none":
         return tf.identity
     if key == "unit":
@@ -108,6 +122,46 @@ def make_preprocess(name: str) -> Preprocess:
             f"unknown preprocessing {name!r}: use one of {', '.join(PREPROCESS_MODES)} "
             "or a Keras Applications family such as mobilenet_v2, resnet, vgg16"
         ) from None
+
+
+def normalisation(declared: Mapping[str, Any]) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """``(mean, std)`` of a declared ``{"mean": …, "std": …}`` preprocessing: 3 numbers each (or one for all
+    channels) on the 0..1 scale, std > 0; else a :class:`ModelError` saying what is wrong."""
+    unknown = set(declared) - {"mean", "std"}
+    values = []
+    for key in ("mean", "std"):
+        raw = declared.get(key)
+        raw = [raw] if isinstance(raw, (int, float)) else raw
+        try:
+            numbers = tuple(float(v) for v in raw) if raw is not None and not isinstance(raw, str) else ()
+        except (TypeError, ValueError):
+            numbers = ()
+        numbers = numbers * 3 if len(numbers) == 1 else numbers
+        if len(numbers) != 3 or not all(np.isfinite(numbers)) or (key == "std" and min(numbers) <= 0):
+            raise ModelError(
+                f"preprocessing {dict(declared)!r}: {key!r} must be 3 numbers (R, G, B; or one for all) on the 0..1 "
+                "scale" + (", all above 0" if key == "std" else "") + ', e.g. {"mean": [0.485, 0.456, 0.406], '
+                '"std": [0.229, 0.224, 0.225]}'
+            )
+        values.append(numbers)
+    if unknown:
+        raise ModelError(f"preprocessing {dict(declared)!r}: unknown keys {sorted(unknown)}; give mean and std only")
+    return values[0], values[1]
+
+
+def _normalise(mean: Sequence[float], std: Sequence[float]) -> Preprocess:
+    mean_t, std_t = tf.constant(mean, tf.float32), tf.constant(std, tf.float32)
+    return lambda x: (x / 255.0 - mean_t) / std_t
+
+
+def preprocess_label(preprocess: str | Mapping[str, Any] | Preprocess) -> str:
+    """A short text for a preprocessing (its name, ``mean/std …``, or a function's name)."""
+    if isinstance(preprocess, Mapping):
+        mean, std = normalisation(preprocess)
+        return f"mean {', '.join(f'{v:g}' for v in mean)} / std {', '.join(f'{v:g}' for v in std)} (x/255)"
+    if callable(preprocess):
+        return getattr(preprocess, "__name__", "custom")
+    return str(preprocess)
 
 
 @dataclass(eq=False)
@@ -129,9 +183,13 @@ class Network:
     weights: str  # description of the weights used
     family: str = "custom"
     softmax_applied: bool = False  # outputs were logits/scores; sensmap applies softmax
+    output_kind: str = "classes"  # sensmap.scores.OUTPUT_KINDS: what the output vector is
+    sigmoid_applied: bool = False  # multi-label logits; sensmap applies a sigmoid
+    notes: tuple[str, ...] = ()  # what the user should know about how it runs (e.g. a fixed batch of 1)
     _compiled: Any = field(default=None, repr=False)
     _incremental: Any = field(default=None, repr=False)  # sensmap.incremental.IncrementalModel, built on first use
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _raw: Network | None = field(default=None, repr=False)  # the same network without softmax/sigmoid
 
     @property
     def num_classes(self) -> int:
@@ -141,12 +199,34 @@ class Network:
     def parameter_count(self) -> int:
         return int(self.model.count_params())
 
-    def _forward(self, pixels: tf.Tensor) -> tf.Tensor:
-        outputs = self.model(self.preprocess(pixels), training=False)
+    def activate(self, outputs: tf.Tensor) -> tf.Tensor:
+        """The model's outputs as float32, with the softmax or sigmoid sensmap applies (if any)."""
         outputs = tf.cast(outputs, tf.float32)
         if self.softmax_applied:
-            outputs = tf.nn.softmax(outputs, axis=-1)
-        return outputs
+            return tf.nn.softmax(outputs, axis=-1)
+        return tf.sigmoid(outputs) if self.sigmoid_applied else outputs
+
+    def _forward(self, pixels: tf.Tensor) -> tf.Tensor:
+        return self.activate(self.model(self.preprocess(pixels), training=False))
+
+    def for_score(self, score: str | ScoreFunction) -> Network:
+        """The network whose outputs ``score`` reads (see :func:`sensmap.scores.output_activation`): this one
+        for its default kind of score, else the same model without softmax/sigmoid (raw outputs). A score that
+        does not fit the outputs (e.g. ``probability`` of an embedding) raises a :class:`ParameterError`."""
+        check_score(score, self.output_kind)
+        if output_activation(score) != "none" or not (self.softmax_applied or self.sigmoid_applied):
+            return self
+        with self._lock:
+            if self._raw is None:
+                self._raw = dataclasses.replace(
+                    self, softmax_applied=False, sigmoid_applied=False, _compiled=None, _incremental=None,
+                    _lock=threading.Lock(), _raw=None,
+                )  # fmt: skip
+            return self._raw
+
+    def incremental_unsupported(self) -> str:
+        """Why incremental mode cannot run on this network (every cover then runs densely); "" when it can."""
+        return ""
 
     @property
     def compiled_predict(self) -> Callable[[tf.Tensor], tf.Tensor]:
@@ -162,7 +242,8 @@ class Network:
             return self._compiled
 
     def predict(self, pixels: np.ndarray) -> np.ndarray:
-        """Class probabilities ``(n, classes)`` float32 for raw pixels ``(n, H, W, 3)`` or ``(H, W, 3)``."""
+        """Outputs ``(n, classes)`` float32 for raw pixels ``(n, H, W, 3)`` or ``(H, W, 3)``: class probabilities
+        (label probabilities for multi-label outputs; raw values for embeddings, values, and raw views)."""
         batch = np.asarray(pixels, dtype=np.float32)
         if batch.ndim == 3:
             batch = batch[None]
@@ -204,20 +285,26 @@ def load_model(
     name_or_path: str | os.PathLike | keras.Model,
     weights: str | os.PathLike | None = "imagenet",
     labels: str | os.PathLike | Sequence[str] | None = None,
-    preprocess: str | Preprocess | None = None,
+    preprocess: str | Mapping[str, Any] | Preprocess | None = None,
+    output: str | None = None,
     **constructor_options: Any,
 ) -> Network:
-    """Load a classifier.
+    """Load a network.
 
     ``name_or_path`` is a Keras Applications name (case-insensitive, e.g. ``"MobileNetV2"``),
-    a ``.keras`` file (loaded with ``safe_mode=True``), or a ``keras.Model`` already in memory.
+    a ``.keras`` file (loaded with ``safe_mode=True``), an ``.onnx`` file (run by ONNX Runtime, see
+    :mod:`sensmap.onnx_model`), or a ``keras.Model`` already in memory. A model file's sidecar
+    (``model.json`` beside ``model.onnx``, see :mod:`sensmap.sidecar`) gives labels, preprocessing,
+    output kind and input size; arguments given here win over it.
 
     ``weights`` (Keras Applications only): ``"imagenet"`` — from the folder named by
     ``SENSMAP_WEIGHTS_DIR`` when it has matching weights, else Keras' own download and cache
     (``~/.keras/models``); a local ``.weights.h5``/``.h5`` file; a local weights folder with a
     ``manifest.json``; or ``None`` for random weights. ``labels``: a file with one class name
-    per line, or a sequence of names. ``preprocess``: a name (see :func:`make_preprocess`) or a
-    callable on raw 0..255 pixels. Constructor options (``alpha``, ``input_shape``…) pass through.
+    per line, or a sequence of names. ``preprocess``: a name (see :func:`make_preprocess`), a declared
+    ``{"mean": …, "std": …}`` or a callable on raw 0..255 pixels. ``output``: what the output vector is
+    (:data:`sensmap.scores.OUTPUT_KINDS`, default ``classes``). Constructor options (``alpha``,
+    ``input_shape``…) pass through; an ONNX file takes only ``input_size=(H, W)`` (graphs with a dynamic size).
     """
     if isinstance(name_or_path, keras.Model):
         return _wrap(
@@ -227,18 +314,33 @@ def load_model(
             labels=labels,
             source="in-memory",
             weights="in-memory",
+            output=output,
         )
     text = os.fspath(name_or_path)
-    if is_model_file(text):
-        return _load_keras_file(Path(text), labels=labels, preprocess=preprocess)
-    return _load_application(get_spec(text), weights, labels, preprocess, constructor_options)
-
-
-def _load_keras_file(path: Path, labels: Any, preprocess: Any) -> Network:
+    if not is_model_file(text):
+        return _load_application(get_spec(text), weights, labels, preprocess, constructor_options, output)
+    path = Path(text)
     if not path.is_file():
         raise ModelError(f"no such model file: {path}")
+    sidecar = read_sidecar(path)
+    if sidecar is not None:
+        labels = sidecar.labels if labels is None else labels
+        preprocess = sidecar.preprocess if preprocess is None else preprocess
+        output = sidecar.output if output is None else output
+        if sidecar.input_size is not None:
+            constructor_options.setdefault("input_size", sidecar.input_size)
+    if path.suffix.lower() == ".onnx":
+        from .onnx_model import load_onnx
+
+        return load_onnx(path, labels=labels, preprocess=preprocess or "none", output=output, **constructor_options)
+    return _load_keras_file(path, labels=labels, preprocess=preprocess, output=output)
+
+
+def _load_keras_file(path: Path, labels: Any, preprocess: Any, output: str | None) -> Network:
     if path.suffix.lower() != ".keras":
-        raise ModelError(f"{path.name}: own models must be saved in the Keras 3 format (model.save('name.keras'))")
+        raise ModelError(
+            f"{path.name}: own models must be Keras 3 files (model.save('name.keras')) or ONNX files (name.onnx)"
+        )
     try:
         model = keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:  # noqa: BLE001 - Keras raises many types; the message is what matters
@@ -250,11 +352,11 @@ def _load_keras_file(path: Path, labels: Any, preprocess: Any) -> Network:
             ) from None
         raise ModelError(f"cannot load {path.name}: {message}") from None
     return _wrap(model, name=path.stem, preprocess=preprocess or "none", labels=labels, source=str(path),
-                 weights=str(path))  # fmt: skip
+                 weights=str(path), output=output)  # fmt: skip
 
 
 def _load_application(
-    spec: NetworkSpec, weights: Any, labels: Any, preprocess: Any, options: dict[str, Any]
+    spec: NetworkSpec, weights: Any, labels: Any, preprocess: Any, options: dict[str, Any], output: str | None = None
 ) -> Network:
     weights_arg, options, _ = resolve_weights(spec.name, weights, options)
     weights_text = "random (untrained)" if weights_arg is None else weights_arg
@@ -293,6 +395,7 @@ def _load_application(
         weights=weights_text,
         family=spec.family,
         input_size=(height, width),
+        output=output,
     )
 
 
@@ -340,16 +443,24 @@ def _read_labels(labels: Any, count: int) -> tuple[str, ...] | None:
     return tuple(names)
 
 
+def resolve_preprocess(preprocess: str | Mapping[str, Any] | Preprocess) -> tuple[Preprocess, str]:
+    """``(function on raw 0..255 pixels, its label)`` for a preprocessing name, declared mean/std or callable."""
+    if callable(preprocess):
+        return preprocess, preprocess_label(preprocess)
+    return make_preprocess(preprocess), preprocess_label(preprocess)
+
+
 def _wrap(
     model: keras.Model,
     *,
     name: str,
-    preprocess: str | Preprocess,
+    preprocess: str | Mapping[str, Any] | Preprocess,
     labels: Any,
     source: str,
     weights: str,
     family: str = "custom",
     input_size: tuple[int, int] | None = None,
+    output: str | None = None,
 ) -> Network:
     inputs = model.inputs if hasattr(model, "inputs") else None
     if not inputs or len(inputs) != 1:
@@ -363,39 +474,54 @@ def _wrap(
             raise ModelError(f"{name}: the input size is not fixed ({shape}); build the model with a fixed input_shape")
         input_size = (int(height), int(width))
     outputs = model.outputs if hasattr(model, "outputs") else None
-    if not outputs or len(outputs) != 1 or len(outputs[0].shape) != 2 or (outputs[0].shape[-1] or 0) < 2:
+    if not outputs or len(outputs) != 1 or len(outputs[0].shape) != 2 or not outputs[0].shape[-1]:
         out_shapes = [tuple(o.shape) for o in outputs or []]
-        raise ModelError(f"{name}: the output must be one class vector (batch, classes ≥ 2); it is {out_shapes}")
-    count = int(outputs[0].shape[-1])
-    names = _read_labels(labels, count)
-    if names is None:
-        names = imagenet_class_names() if count == 1000 else tuple(f"class {i}" for i in range(count))
-    if callable(preprocess):
-        preprocess_fn, preprocess_name = preprocess, getattr(preprocess, "__name__", "custom")
-    else:
-        preprocess_fn, preprocess_name = make_preprocess(preprocess), str(preprocess)
+        raise ModelError(f"{name}: the output must be one vector per image (batch, outputs); it is {out_shapes}")
+    preprocess_fn, preprocess_name = resolve_preprocess(preprocess)
     network = Network(
         model=model,
         name=name,
         input_size=input_size,
-        labels=names,
+        labels=(),
         preprocess_name=preprocess_name,
         preprocess=preprocess_fn,
         source=source,
         weights=weights,
         family=family,
     )
-    network.softmax_applied = not _outputs_are_probabilities(network)
-    network._compiled = None  # retrace: the probe's trace did not include the softmax
+    last = model.layers[-1] if model.layers else None
+    final = getattr(getattr(last, "activation", None), "__name__", "")
+    return finish_network(network, labels=labels, count=int(outputs[0].shape[-1]), output=output, final=final)
+
+
+def finish_network(network: Network, *, labels: Any, count: int, output: str | None, final: str) -> Network:
+    """Give a just-built network its output kind, names and activation (shared by Keras and ONNX models).
+
+    ``count`` is the length of the output vector; ``final`` the name of the graph's last activation
+    (``"softmax"``, ``"sigmoid"`` or anything else, lower case). Class outputs get a softmax unless they are
+    probabilities already (last activation, else a probe); multi-label outputs a sigmoid unless the graph
+    ends in one.
+    """
+    kind = validate_output_kind(output)
+    if kind == "classes" and count < 2:
+        raise ModelError(
+            f"{network.name}: one output per image is not a class vector; declare what it is with "
+            f"output='values' (a regression) or another of {', '.join(OUTPUT_KINDS)} (sidecar field 'output')"
+        )
+    names = _read_labels(labels, count)
+    if names is None:
+        word = "class" if kind in ("classes", "multi-label") else "output"
+        names = tuple(f"{word} {i}" for i in range(count))
+        names = imagenet_class_names() if count == 1000 and word == "class" else names
+    network.labels, network.output_kind = names, kind
+    network.sigmoid_applied = kind == "multi-label" and final != "sigmoid"
+    network.softmax_applied = kind == "classes" and final != "softmax" and not _outputs_are_probabilities(network)
+    network._compiled = None  # retrace: the probe's trace did not include the activation
     return network
 
 
 def _outputs_are_probabilities(network: Network) -> bool:
     """Probe the network on two fixed inputs: probabilities are non-negative rows summing to 1."""
-    last = network.model.layers[-1] if network.model.layers else None
-    activation = getattr(last, "activation", None)
-    if activation is not None and getattr(activation, "__name__", "") == "softmax":
-        return True
     height, width = network.input_size
     rng = np.random.default_rng(0)
     probe = np.stack([np.full((height, width, 3), 127.5), rng.uniform(0, 255, (height, width, 3))]).astype(np.float32)

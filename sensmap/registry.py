@@ -176,7 +176,9 @@ def get_spec(name: str) -> NetworkSpec:
 
         close = difflib.get_close_matches(str(name), list(REGISTRY), n=3, cutoff=0.5)
         hint = f" Did you mean {', '.join(close)}?" if close else " Run `sensmap models` for the list."
-        raise ModelError(f"unknown network {name!r}: not a Keras Applications classifier nor a .keras file.{hint}")
+        raise ModelError(
+            f"unknown network {name!r}: not a Keras Applications classifier nor a .keras or .onnx file.{hint}"
+        )
     return spec
 
 
@@ -292,8 +294,9 @@ def weights_status(spec: NetworkSpec, options: Mapping[str, Any] | None = None) 
 
 
 def is_model_file(text: str) -> bool:
-    """Whether a model argument names a file (``.keras``, or a path with a suffix) rather than a registry name."""
-    return text.lower().endswith(".keras") or (os.path.sep in text and bool(Path(text).suffix))
+    """Whether a model argument names a file (``.keras``, ``.onnx``, or a path with a suffix) rather than a
+    registry name."""
+    return text.lower().endswith((".keras", ".onnx")) or (os.path.sep in text and bool(Path(text).suffix))
 
 
 def resolve_weights(

@@ -3,7 +3,8 @@
 Sign convention: **support > 0** means covering the area lowers the class score (the area
 supports the class); support < 0 means covering it raises the score (the area inhibits it).
 With ``score_kind="probability"`` support is a difference of probabilities (−1..1; ×100 for
-percentage points); with ``"log-odds"`` a difference of ``log(p / (1 − p))``.
+percentage points); with ``"log-odds"`` a difference of ``log(p / (1 − p))``; the other kinds
+(``logit``, ``sigmoid``, ``similarity``, ``custom:<name>``) are described in :mod:`sensmap.scores`.
 """
 
 from __future__ import annotations
@@ -18,10 +19,19 @@ from typing import Any
 import numpy as np
 
 from .errors import ParameterError, SensmapError
+from .scores import (  # noqa: F401 - SCORE_KINDS and LOG_ODDS_EPSILON are part of this module's API
+    LOG_ODDS_EPSILON,
+    SCORE_KINDS,
+    is_custom,
+    output_activation,
+    supported_views,
+    validate_score_kind,
+    view_note,
+)
+from .scores import score_values as class_scores
+from .scores import window_support as score_support
 from .windows import WindowGrid, window_grids
 
-SCORE_KINDS: tuple[str, ...] = ("probability", "log-odds")
-LOG_ODDS_EPSILON = 1e-7
 FORMAT_VERSION = 1
 
 
@@ -36,27 +46,6 @@ def validate_mode(mode: str) -> str:
     if value not in MODES:
         raise ParameterError(f"unknown mode {mode!r}: choose one of {', '.join(MODES)}")
     return value
-
-
-def validate_score_kind(kind: str) -> str:
-    """Check a score kind (``probability`` or ``log-odds``; ``logodds``/``log_odds`` accepted)."""
-    key = str(kind).strip().lower().replace("_", "-")
-    if key == "logodds":
-        key = "log-odds"
-    if key not in SCORE_KINDS:
-        raise ParameterError(
-            f"unknown score {kind!r}: use 'probability' (default) or 'log-odds' for saturated networks"
-        )
-    return key
-
-
-def class_scores(probabilities: np.ndarray, class_index: int, kind: str = "probability") -> np.ndarray:
-    """Score of one class from probabilities ``(..., classes)``: the probability or its log-odds."""
-    p = np.asarray(probabilities, dtype=np.float64)[..., class_index]
-    if validate_score_kind(kind) == "probability":
-        return p
-    p = np.clip(p, LOG_ODDS_EPSILON, 1 - LOG_ODDS_EPSILON)
-    return np.log(p) - np.log1p(-p)
 
 
 def support_maps(window_support: np.ndarray, grids: Sequence[WindowGrid]) -> np.ndarray:
@@ -92,14 +81,19 @@ class SensitivityResult:
     sizes: tuple[float, ...]  # cover sizes, fractions of the image side
     stride: float  # fraction of the window side
     fill: str  # fill label (see sensmap.fills.fill_label)
-    score_kind: str  # "probability" or "log-odds"
-    target: int  # class index the map explains
-    reference_probabilities: np.ndarray  # (classes,) of the unoccluded image
-    outputs: np.ndarray  # (windows, classes) probabilities of every occluded input
+    score_kind: str  # sensmap.scores: "probability", "log-odds", "logit", "sigmoid", "similarity", "custom:<name>"
+    target: int  # class index the map explains (kinds without a class: unused)
+    # (classes,) outputs of the unoccluded image: probabilities for probability/log-odds, sigmoid probabilities for
+    # sigmoid, the raw outputs for logit, similarity and custom scores (sensmap.scores.output_activation)
+    reference_probabilities: np.ndarray
+    outputs: np.ndarray  # (windows, classes) outputs of every occluded input, as reference_probabilities
     metadata: dict[str, Any] = field(default_factory=dict)  # versions, timings, notes, mode…
     # (windows,) bool: True where a forward pass was run; None = every window (exact maps). Fast-mode
     # maps predict the other windows' outputs (see sensmap.fast), so they are approximate.
     measured: np.ndarray | None = None
+    # (1 + windows,) a custom score function's value on the unoccluded image, then on each window (the function
+    # itself is not kept); None for the named score kinds, whose values come from the outputs
+    custom_scores: np.ndarray | None = None
     support: np.ndarray = field(init=False)  # (H, W) scale-independent map (mean of per_size)
     per_size: np.ndarray = field(init=False)  # (sizes, H, W)
 
@@ -123,6 +117,12 @@ class SensitivityResult:
                 raise SensmapError(f"result is inconsistent: measured mask of shape {self.measured.shape}")
             if self.measured.all():
                 self.measured = None
+        if is_custom(self.score_kind):
+            if self.custom_scores is None:
+                raise SensmapError(f"result is inconsistent: a {self.score_kind} map without its custom scores")
+            self.custom_scores = np.asarray(self.custom_scores, dtype=np.float64)
+            if self.custom_scores.shape != (1 + self.window_total,):
+                raise SensmapError(f"result is inconsistent: custom scores of shape {self.custom_scores.shape}")
         self.per_size, self.support = self.maps_for(self.target)
         self._photo_support: np.ndarray | None = None
 
@@ -169,8 +169,12 @@ class SensitivityResult:
 
     @property
     def score(self) -> float:
-        """Score of the target on the unoccluded image (probability, or log-odds)."""
-        return float(class_scores(self.reference_probabilities, self.target, self.score_kind))
+        """Score of the target on the unoccluded image (probability, log-odds, logit…; similarity: 1)."""
+        if self.custom_scores is not None:
+            return float(self.custom_scores[0])
+        return float(
+            class_scores(self.reference_probabilities, self.target, self.score_kind, self.reference_probabilities)
+        )
 
     @property
     def probability(self) -> float:
@@ -185,9 +189,26 @@ class SensitivityResult:
     def window_support(self, class_index: int | None = None, score_kind: str | None = None) -> np.ndarray:
         """Support per window ``(passes,)``: reference score minus occluded score of the class."""
         index = self.target if class_index is None else int(class_index)
-        kind = score_kind or self.score_kind
-        reference = class_scores(self.reference_probabilities, index, kind)
-        return reference - class_scores(self.outputs, index, kind)
+        kind = self._score_kind(score_kind)
+        if index != self.target and "classes" not in supported_views(kind):
+            raise ParameterError(view_note(kind, "classes"))
+        if self.custom_scores is not None:
+            return self.custom_scores[0] - self.custom_scores[1:]
+        return score_support(self.outputs, self.reference_probabilities, index, kind)
+
+    def _score_kind(self, score_kind: str | None) -> str:
+        """``score_kind`` (default: the map's own), if the kept outputs can give it."""
+        kind = self.score_kind if score_kind is None else validate_score_kind(score_kind)
+        if kind != self.score_kind and (
+            is_custom(kind)
+            or is_custom(self.score_kind)
+            or output_activation(kind) != output_activation(self.score_kind)
+        ):
+            raise ParameterError(
+                f"this map kept the outputs its {self.score_kind} score needs; a {kind} map needs other outputs: "
+                "make a new map with that score"
+            )
+        return kind
 
     def maps_for(self, class_index: int, score_kind: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``(per_size (sizes, H, W), support (H, W))`` for any class, from the kept outputs."""
@@ -202,8 +223,12 @@ class SensitivityResult:
         """Which class wins when each area is covered, for the cover size at index ``size``.
 
         Per pixel, among the windows of that size covering it, the one whose cover lowers the
-        target most is taken; returns ``(classes (H, W) int, probability of that class (H, W))``.
+        target most is taken; returns ``(classes (H, W) int, probability of that class (H, W))`` — with the
+        ``logit`` score, that class's raw output. Scores without one winning class (sigmoid, similarity,
+        custom) raise a :class:`ParameterError`.
         """
+        if "label-flip" not in supported_views(self.score_kind):
+            raise ParameterError(view_note(self.score_kind, "label-flip"))
         grids = self.grids
         size = range(len(grids))[size]
         offset = sum(grid.count for grid in grids[:size])
@@ -257,6 +282,7 @@ class SensitivityResult:
             boxes=self.boxes,
             size_index=self.size_index,
             measured=np.ones(self.window_total, bool) if self.measured is None else self.measured,
+            **({} if self.custom_scores is None else {"custom_scores": self.custom_scores}),
             metadata=np.array(json.dumps(self._meta(), default=json_default)),
         )
         return buffer.getvalue()
@@ -288,6 +314,7 @@ class SensitivityResult:
                     outputs=data["outputs"],
                     metadata=meta.get("metadata", {}),
                     measured=np.array(data["measured"]) if "measured" in data.files else None,
+                    custom_scores=np.array(data["custom_scores"]) if "custom_scores" in data.files else None,
                 )
                 result._photo_support = np.array(data["support_photo"])
                 return result

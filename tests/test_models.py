@@ -155,9 +155,9 @@ def test_bad_model_files_and_shapes(tmp_path):
     with pytest.raises(ModelError, match="input must be images"):
         sensmap.load_model(keras.Model(flat, keras.layers.Dense(3, activation="softmax")(flat)))
     image = keras.Input((8, 8, 3))
-    with pytest.raises(ModelError, match="output must be one class vector"):
+    with pytest.raises(ModelError, match="output must be one vector per image"):
         sensmap.load_model(keras.Model(image, keras.layers.Conv2D(4, 1)(image)))
-    with pytest.raises(ModelError, match="output must be one class vector"):
+    with pytest.raises(ModelError, match="one output per image is not a class vector; declare what it is"):
         sensmap.load_model(keras.Model(image, keras.layers.Dense(1)(keras.layers.Flatten()(image))))
     variable = keras.Input((None, None, 3))
     pooled = keras.layers.GlobalAveragePooling2D()(variable)

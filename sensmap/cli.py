@@ -34,14 +34,16 @@ def _parse_fill(text: str) -> str:
 
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("image", help="photo: JPEG, PNG, WebP, BMP, TIFF or GIF (first frame)")
-    parser.add_argument("--model", "-m", required=True, help="Keras Applications name (see `sensmap models`) or .keras")
+    parser.add_argument("--model", "-m", required=True, help="Keras Applications name (see `sensmap models`), "
+                        ".keras or .onnx file (a same-name .json sidecar: labels, preprocessing, output)")  # fmt: skip
     parser.add_argument(
         "--weights",
         default="imagenet",
         help="'imagenet' (SENSMAP_WEIGHTS_DIR, else Keras' download cache), a .weights.h5 file, or a weights folder",
     )
     parser.add_argument("--labels", help="class names file, one per line (own models)")
-    parser.add_argument("--preprocess", help="none, tf, caffe, torch, unit, or a Keras Applications family name")
+    parser.add_argument("--preprocess", help="none, tf, caffe, torch, torchvision, unit, or a Keras Applications "
+                        "family name")  # fmt: skip
     parser.add_argument(
         "--option",
         action="append",
@@ -76,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="cover sizes as fractions of the image side (default 0.5 0.25 0.125)")  # fmt: skip
     smap.add_argument("--stride", type=float, default=0.5, help="stride as a fraction of the cover side (default 0.5)")
     smap.add_argument("--fill", type=_parse_fill, default="gray", help="gray, mean, black, white, blur, or R,G,B")
-    smap.add_argument("--score", default="probability", help="probability (default) or log-odds")
+    smap.add_argument("--score", default=None, help="probability, log-odds, logit (raw output), sigmoid (multi-label) "
+                      "or similarity (embeddings); default: the network's (probability for classifiers)")  # fmt: skip
     smap.add_argument("--batch-size", type=int, default=None, help="forward-pass batch size (default: automatic)")
     smap.add_argument("--max-passes", type=int, default=None, help="refuse maps needing more forward passes")
     smap.add_argument("--mode", default="exact", choices=["exact", "incremental", "fast"],
@@ -90,8 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("input", help="folder of images (recursive; label = folder name) or a .parquet/.csv "
                        "manifest (image_id, path, optional label, optional box x0,y0,x1,y1 in fractions)")  # fmt: skip
     audit.add_argument("--model", "-m", action="append", required=True, metavar="[NAME=]MODEL",
-                       help="Keras Applications name or .keras file; repeat for several networks; NAME= sets the "
-                       "folder name maps/model=NAME")  # fmt: skip
+                       help="Keras Applications name, .keras or .onnx file; repeat for several networks; NAME= sets "
+                       "the folder name maps/model=NAME")  # fmt: skip
     audit.add_argument("--weights", action="append", help="as for `map`: one for every network, or one per --model")
     audit.add_argument("--labels", action="append", help="class names file (own models): one, or one per --model")
     audit.add_argument("--preprocess", action="append", help="preprocessing name: one, or one per --model")
@@ -102,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="cover sizes as fractions of the image side (default 0.5 0.25 0.125)")  # fmt: skip
     audit.add_argument("--stride", type=float, default=0.5, help="stride as a fraction of the cover side (default 0.5)")
     audit.add_argument("--fill", type=_parse_fill, default="gray", help="gray, mean, black, white, blur, or R,G,B")
-    audit.add_argument("--score", default="probability", help="probability (default) or log-odds")
+    audit.add_argument("--score", default="probability", help="probability (default), log-odds, logit, sigmoid "
+                       "or similarity, as for `map`")  # fmt: skip
     audit.add_argument("--fit", choices=("squash", "crop"), default="squash", help="how each photo fits the input")
     audit.add_argument("--target", help="class index or name for every image, or 'label' for each image's label "
                        "(default: each image's top-1 class)")  # fmt: skip
@@ -268,7 +272,10 @@ def _cmd_map(args: argparse.Namespace) -> int:
     )
     support = result.support
     timing = result.metadata["timings_s"]["forward"]
-    print(f"{network.name}: target {result.target_name!r} (class {result.target}), p = {result.probability:.2%}")
+    from .scores import supports_classes, target_text
+
+    which = f" (class {result.target})" if supports_classes(result.score_kind) else ""
+    print(f"{network.name}: map of {target_text(result)}{which}")
     rate = result.passes / max(timing, 1e-9)
     print(f"{result.passes} forward passes in {timing:.1f} s ({rate:.0f}/s); {mode_text(result)}")
     from .render import format_value, support_unit

@@ -35,6 +35,8 @@ from plotly.subplots import make_subplots
 from .errors import ParameterError
 from .images import LoadedImage, box_on_grid, fit_box, load_image, map_to_photo
 from .result import SensitivityResult
+from .scores import supported_views, target_text
+from .scores import unit as score_unit
 
 # ColorBrewer RdBu (colour-blind safe), reversed: blue = inhibits (negative), red = supports (positive).
 DIVERGING_STOPS: tuple[tuple[float, tuple[int, int, int]], ...] = (
@@ -140,8 +142,9 @@ def _colorscale(positions: np.ndarray, rgb: np.ndarray, alpha: np.ndarray) -> li
 
 
 def support_unit(result: SensitivityResult) -> tuple[float, str]:
-    """``(factor, unit)`` turning the result's arrays into displayed values: ``(100, "pp")`` or ``(1, "log-odds")``."""
-    return (100.0, "pp") if result.score_kind == "probability" else (1.0, "log-odds")
+    """``(factor, unit)`` turning the result's arrays into displayed values: ``(100, "pp")`` for probabilities,
+    else ``(1, score kind)`` (see :func:`sensmap.scores.unit`)."""
+    return score_unit(result.score_kind)
 
 
 def symmetric_limit(*maps: np.ndarray, limit: float | None = None) -> float:
@@ -164,7 +167,8 @@ def shared_limit(results: Sequence[SensitivityResult]) -> float:
 def _check_units(results: Sequence[SensitivityResult]) -> tuple[float, str]:
     units = {support_unit(r) for r in results}
     if len(units) != 1:
-        raise ParameterError("cannot share one colour scale between probability and log-odds maps: use one score")
+        shown = " and ".join(sorted(u for _, u in units))
+        raise ParameterError(f"cannot share one colour scale between maps in {shown}: use one score")
     return units.pop()
 
 
@@ -240,7 +244,9 @@ def winner_names(
     labels = [plain(name) for name in result.labels]
     cls, seen = nearest_to_photo(classes, shape, fit or result.fit)
     prob, _ = nearest_to_photo(probability, shape, fit or result.fit)
-    text = [f"{labels[c]} ({p:.0%})" for c, p in zip(cls.ravel().tolist(), prob.ravel().tolist(), strict=True)]
+    value = "{:.0%}" if result.score_kind != "logit" else "logit {:.2f}"  # label_flip: probabilities, or logits
+    pairs = zip(cls.ravel().tolist(), prob.ravel().tolist(), strict=True)
+    text = [f"{labels[c]} ({value.format(p)})" for c, p in pairs]
     return np.where(seen, np.array(text, dtype=object).reshape(shape), "not seen by the network")
 
 
@@ -345,7 +351,7 @@ def _title(text: str, caption: str = COLOUR_CAPTION) -> dict:
 
 
 def _result_name(result: SensitivityResult) -> str:
-    return f"{plain(result.model_name)}: '{plain(result.target_name)}' ({result.probability:.0%})"
+    return f"{plain(result.model_name)}: {plain(target_text(result))}"
 
 
 # --------------------------------------------------------------------------- figures
@@ -532,6 +538,8 @@ def compare_figure(
 
 
 def _compare_title(result: SensitivityResult) -> str:
+    if "top-k" not in supported_views(result.score_kind):
+        return _result_name(result)
     _, top_name, top_p = result.top_k(1)[0]
     title = f"{plain(result.model_name)}: {plain(top_name)} {top_p:.0%}"
     return title if result.target_name == top_name else f"{title} (map for '{plain(result.target_name)}')"
@@ -600,6 +608,9 @@ def faithfulness_figure(result: SensitivityResult) -> go.Figure:
     if numbers is None:
         raise ParameterError("this result has no faithfulness numbers: run sensmap.faithfulness on it first")
     fractions = np.asarray(numbers["fractions"], dtype=np.float64)
+    curve_kind = numbers.get("score_kind", "probability")  # the curves' score: probability, or the map's own
+    percent = score_unit(curve_kind)[1] == "pp"
+    y_hover = "p = %{y:.1%}" if percent else f"{curve_kind} = %{{y:.3f}}"
     fig = make_subplots(
         rows=1,
         cols=2,
@@ -617,14 +628,16 @@ def faithfulness_figure(result: SensitivityResult) -> go.Figure:
                     line=dict(color=_rgb(colour), dash=dash, width=2.5 if not prefix else 2),
                     marker=dict(size=4),
                     name=f"{kind}, {order} (AUC {numbers[f'{prefix}{kind}_auc']:.3f})",
-                    hovertemplate=f"%{{x:.0%}} of the pixels {verb}<br>p = %{{y:.1%}}<extra>{order}</extra>",
+                    hovertemplate=f"%{{x:.0%}} of the pixels {verb}<br>{y_hover}<extra>{order}</extra>",
                 ),
                 row=1,
                 col=column,
             )
         fig.update_xaxes(title_text=f"fraction of pixels {verb}", tickformat=".0%", range=[0, 1], row=1, col=column)
-    fig.update_yaxes(title_text=f"probability of '{plain(result.target_name)}'", row=1, col=1)
-    fig.update_yaxes(range=[-0.02, 1.02], tickformat=".0%")
+    what = f"probability of '{plain(result.target_name)}'" if percent else plain(target_text(result))
+    fig.update_yaxes(title_text=what, row=1, col=1)
+    if percent:
+        fig.update_yaxes(range=[-0.02, 1.02], tickformat=".0%")
     caption = FAITHFUL_READING + f" · {numbers.get('random_orders', '?')} random orders averaged"
     fig.update_layout(
         title=_title(f"{_result_name(result)}, faithfulness", caption),

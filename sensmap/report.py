@@ -52,6 +52,7 @@ from .render import (
     symmetric_limit,
 )
 from .result import SensitivityResult
+from .scores import supported_views, target_text
 from .story import tell_story
 
 DEFAULT_TITLE = "sensmap report"
@@ -88,7 +89,7 @@ def parameter_rows(result: SensitivityResult) -> list[tuple[str, str]]:
     total = timings.get("total") if isinstance(timings, dict) else None
     covers = ", ".join(cover_title(result, i).removeprefix("cover ") for i in range(len(result.sizes)))
     return [
-        ("target class", f"{result.target_name} (p = {result.probability:.1%})"),
+        ("target class", target_text(result)),
         ("cover sizes (fraction of the side)", covers),
         ("stride (fraction of the cover)", f"{result.stride:g}"),
         ("fill", result.fill),
@@ -260,10 +261,10 @@ def map_caption(result: SensitivityResult) -> str:
 
 def _result_lines(result: SensitivityResult, heading: str) -> list[Line]:
     lines: list[Line] = [(heading, 24, TEXT), (map_caption(result), 16, MUTED), ("", 12, TEXT)]
-    lines.append((f"Top-{TOP_K} classes (whole photo)", 17, TEXT))
-    for rank, (index, name, probability) in enumerate(result.top_k(TOP_K), start=1):
-        marker = " ← target" if index == result.target else ""
-        lines.append((f"{rank}. {name}: {probability:.1%}{marker}", 15, TEXT))
+    for rank, name, value, marker in _top_rows(result):
+        if rank == 1:
+            lines.append((f"Top-{TOP_K} classes (whole photo)", 17, TEXT))
+        lines.append((f"{rank}. {name}: {value}{' ← target' if marker else ''}", 15, TEXT))
     lines += [("", 12, TEXT), ("In words", 17, TEXT), (story_text(result), 15, TEXT)]
     lines += [("", 12, TEXT), ("Can the map be trusted?", 17, TEXT)]
     lines += [(f"{name}: {value}", 15, TEXT) for name, value in trust_rows(result)]
@@ -272,6 +273,18 @@ def _result_lines(result: SensitivityResult, heading: str) -> list[Line]:
     lines += [("", 12, TEXT), ("Parameters", 17, TEXT)]
     lines += [(f"{name}: {value}", 14, MUTED if name == "versions" else TEXT) for name, value in parameter_rows(result)]
     return lines
+
+
+def _top_rows(result: SensitivityResult) -> list[tuple[int, str, str, str]]:
+    """``(rank, class, output, "target" or "")`` of the top classes, empty for scores without classes; the output
+    is a probability, or the raw output (logit) for the logit score."""
+    if "top-k" not in supported_views(result.score_kind):
+        return []
+    shown = "{:.2f}" if result.score_kind == "logit" else "{:.1%}"
+    return [
+        (rank, name, shown.format(value), "target" if index == result.target else "")
+        for rank, (index, name, value) in enumerate(result.top_k(TOP_K), start=1)
+    ]
 
 
 def _difference_lines(result_a: SensitivityResult, result_b: SensitivityResult, numbers: dict) -> list[Line]:
@@ -425,10 +438,9 @@ class _Figures:
 
 
 def _result_section(photo, result: SensitivityResult, heading: str, limit: float | None, embed: _Figures) -> str:
-    top = [
-        (rank, name, f"{p:.1%}", "target" if i == result.target else "")
-        for rank, (i, name, p) in enumerate(result.top_k(TOP_K), start=1)
-    ]
+    top = _top_rows(result)
+    column = "logit" if result.score_kind == "logit" else "probability"
+    flip = "label-flip" in supported_views(result.score_kind)
     numbers = faithfulness_numbers(result)
     return "".join(
         [
@@ -436,9 +448,9 @@ def _result_section(photo, result: SensitivityResult, heading: str, limit: float
             f'<p class="muted">{html.escape(map_caption(result))}</p>',
             embed(overlay_figure(photo, result, limit=limit)),
             f'<h3>In words</h3><p class="story">{html.escape(story_text(result))}</p>',
-            '<div class="tables"><div><h3>Top classes (whole photo)</h3>',
-            _table(top, ("#", "class", "probability", "")),
-            "</div><div><h3>Can the map be trusted?</h3>",
+            '<div class="tables">',
+            f"<div><h3>Top classes (whole photo)</h3>{_table(top, ('#', 'class', column, ''))}</div>" if top else "",
+            "<div><h3>Can the map be trusted?</h3>",
             _table(trust_rows(result)),
             f'<p class="muted">{html.escape(FAITHFUL_READING)}</p>' if numbers is not None else "",
             "</div><div><h3>Parameters</h3>",
@@ -447,7 +459,7 @@ def _result_section(photo, result: SensitivityResult, heading: str, limit: float
             embed(faithfulness_figure(result), 460) if numbers is not None else "",
             embed(stability_figure(photo, result), 520),
             embed(per_size_figure(result), 380),
-            embed(label_flip_figure(result), 480),
+            embed(label_flip_figure(result), 480) if flip else "",
             "</section>",
         ]
     )

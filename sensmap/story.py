@@ -2,7 +2,9 @@
 
 For the target class: the strongest supporting and the strongest inhibiting window, where they are
 ("lower third, centre"), and what the network says when that window is covered (its new top-3), e.g.
-"Covering the lower third, centre turns 'soap dish' 41% into 'wolf' 23%".
+"Covering the lower third, centre turns 'soap dish' 41% into 'wolf' 23%". Maps with scores other than the
+probability (logit, sigmoid, similarity, custom: :mod:`sensmap.scores`) get the same story in their score,
+without the covered top-3 (no single winning class).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .result import SensitivityResult
+from .scores import describe, supports_classes, target_text
 
 ROW_WORDS = ("upper third", "middle third", "lower third")
 COLUMN_WORDS = ("left", "centre", "right")
@@ -90,6 +93,8 @@ def _percent(p: float) -> str:
 
 def tell_story(result: SensitivityResult) -> str:
     """A few sentences a user can read next to the map (names, positions, probabilities)."""
+    if result.score_kind not in ("probability", "log-odds"):
+        return _score_story(result)
     strongest, weakest = key_regions(result)
     name, probability = display_name(result.target_name), result.probability
     lines = [f"{result.model_name} calls this photo '{name}' ({_percent(probability)})."]
@@ -114,3 +119,25 @@ def tell_story(result: SensitivityResult) -> str:
 def _fraction(size: float) -> str:
     inverse = 1 / size
     return f"1/{inverse:.0f}" if abs(inverse - round(inverse)) < 1e-6 else f"{size:g}"
+
+
+def _score_story(result: SensitivityResult) -> str:
+    """The story of a map whose score is not the class probability: the score, and what the strongest
+    supporting and inhibiting areas do to it."""
+    strongest, weakest = key_regions(result)
+
+    def value(support: float) -> str:
+        score = result.score - support
+        return _percent(score) if result.score_kind == "sigmoid" else f"{score:.3g}"
+
+    if supports_classes(result.score_kind):
+        lines = [f"{result.model_name}: {display_name(target_text(result))}, the {describe(result.score_kind)}."]
+    else:
+        lines = [f"{result.model_name}: the map explains the {describe(result.score_kind)} ({value(0.0)} unoccluded)."]
+    where = f"The strongest support lies in the {strongest.position} (cover {_fraction(strongest.cover_size)})"
+    lines.append(f"{where}: covering it lowers the score to {value(strongest.support)}.")
+    if weakest.support < 0:
+        lines.append(f"The {weakest.position} inhibits it: covering it raises the score to {value(weakest.support)}.")
+    else:
+        lines.append("No area inhibits it: every cover lowers or keeps the score.")
+    return " ".join(lines)

@@ -18,7 +18,7 @@ from .. import __version__
 from ..errors import ParameterError, SensmapError
 from ..fills import fill_label, normalize_fill
 from ..images import FIT_METHODS
-from ..result import json_default, validate_mode, validate_score_kind
+from ..result import SCORE_KINDS, json_default, validate_mode, validate_score_kind
 from ..windows import DEFAULT_SIZES, DEFAULT_STRIDE, validate_sizes, validate_stride
 from .failures import AuditError
 
@@ -88,6 +88,8 @@ class AuditSettings:
         stride = validate_stride(values.pop("stride", DEFAULT_STRIDE))
         fill = fill_label(normalize_fill(values.pop("fill", "gray")))
         score = validate_score_kind(values.pop("score", "probability"))
+        if score not in SCORE_KINDS:
+            raise ParameterError(f"the audit takes a named score ({', '.join(SCORE_KINDS)}), not {score!r}")
         fit = str(values.pop("fit", "squash"))
         if fit not in FIT_METHODS:
             raise ParameterError(f"unknown fit {fit!r}: use {' or '.join(FIT_METHODS)}")

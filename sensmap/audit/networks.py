@@ -14,6 +14,7 @@ from typing import Any
 
 from ..errors import ModelError
 from ..registry import get_spec, is_model_file, resolve_weights, variant_label
+from ..sidecar import read_sidecar
 
 _NAME_PREFIX = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)=(.+)$")
 
@@ -60,6 +61,17 @@ def _keras_input_size(path: Path) -> tuple[int, int]:
     if not isinstance(height, int) or not isinstance(width, int):
         raise ModelError(f"{path.name}: the input size is not fixed ({shapes[0]}); build it with a fixed input_shape")
     return height, width
+
+
+def _onnx_input_size(path: Path, wanted: Any) -> tuple[int, int]:
+    """The (H, W) an ONNX file runs at (ONNX Runtime reads it; no TensorFlow): fixed by the graph, else
+    ``wanted`` (``input_size`` option or sidecar), else the default for dynamic sizes."""
+    from ..onnx_graph import DEFAULT_DYNAMIC_SIZE, open_onnx
+
+    _, signature = open_onnx(path)
+    if wanted:
+        return int(wanted[0]), int(wanted[1])
+    return signature.input_size or DEFAULT_DYNAMIC_SIZE
 
 
 @dataclass(frozen=True)
@@ -132,11 +144,19 @@ def resolve_model(
         path = Path(text).expanduser().resolve()
         if not path.is_file():
             raise ModelError(f"no such model file: {path}")
-        if path.suffix.lower() != ".keras":
-            raise ModelError(f"{path.name}: own models must be saved in the Keras 3 format (model.save('name.keras'))")
+        if path.suffix.lower() not in (".keras", ".onnx"):
+            raise ModelError(
+                f"{path.name}: own models must be Keras 3 files (model.save('name.keras')) or ONNX files (name.onnx)"
+            )
         files["model"] = _file_sha256(path)
+        sidecar = read_sidecar(path)
+        if sidecar is not None:
+            files["sidecar"] = _file_sha256(sidecar.path)
         network, source, weights_arg = path.stem, str(path), None
-        input_size = _keras_input_size(path)
+        if path.suffix.lower() == ".onnx":
+            input_size = _onnx_input_size(path, options.get("input_size") or (sidecar and sidecar.input_size))
+        else:
+            input_size = _keras_input_size(path)
         default_name = model_slug(network)
     else:
         spec = get_spec(text)

@@ -19,7 +19,7 @@ if network_a is None or network_b is None:
 
 settings = ui.settings()
 target_a = ui.target_for(choice_a, network_a, photo)
-fallback = ui.top_classes(choice_b, network_b, photo)[0][0]
+fallback = ui.target_for(choice_b, network_b, photo)
 target_b = ui.same_class(network_b, network_a.labels[target_a], fallback)
 jobs = [(choice_a, network_a, target_a), (choice_b, network_b, target_b)]
 keys = [ui.result_key(choice, photo, settings, target) for choice, _, target in jobs]
@@ -44,8 +44,12 @@ result_a, result_b = results
 
 columns = st.columns(4)
 for column, role, (choice, network, _), result in zip(columns, "AB", jobs, results, strict=False):
-    _, name, probability = result.top_k(1)[0]
-    column.metric(f"{role}: {ui.plain(choice.label)}, top-1", name, help=f"probability {ui.percent(probability)}")
+    hidden = ui.view_note(result.score_kind, "top-k")  # a score without classes (similarity, custom)
+    if hidden:
+        column.metric(f"{role}: {ui.plain(choice.label)}", result.score_kind, help=hidden)
+    else:
+        _, name, probability = result.top_k(1)[0]
+        column.metric(f"{role}: {ui.plain(choice.label)}, top-1", name, help=f"probability {ui.percent(probability)}")
     faithfulness = render.faithfulness_numbers(result)
     with column:
         if faithfulness is None:

@@ -17,17 +17,21 @@ network = ui.load_network(choice)
 if network is None:
     st.stop()
 
-top = ui.top_classes(choice, network, photo)
+classes = ui.has_classes(network)  # embeddings and value outputs have no top-5 nor target class
+top = ui.top_classes(choice, network, photo) if classes else []
 left, right = st.columns([2, 3], gap="large")
 with left:
     st.image(photo.thumbnail, caption=ui.plain(photo.name), width="stretch")
-    st.markdown(f"**{ui.plain(choice.label)}** sees:")
+    if not classes:
+        st.info(ui.plain(ui.no_classes_note(network)), icon=":material/info:")
+    else:
+        st.markdown(f"**{ui.plain(choice.label)}** sees:")
     st.dataframe(
         [{"class": name, "probability": p} for _, name, p in top],
         column_config={"probability": st.column_config.ProgressColumn(format="percent", min_value=0, max_value=1)},
         hide_index=True,
         width="stretch",
-    )
+    ) if classes else None
     story_slot = st.empty()  # the story in words, once a map is shown
 with right:
     top_p = {index: p for index, _, p in top}
@@ -35,7 +39,7 @@ with right:
         "Class to explain (type to search)", range(network.num_classes),
         index=ui.target_for(choice, network, photo), key=ui.target_widget_key(choice, photo),
         format_func=lambda i: network.labels[i] + (f" ({ui.percent(top_p[i])})" if i in top_p else ""),
-    )  # fmt: skip
+    ) if classes else 0  # fmt: skip
     ui.set_target(choice, photo, target)
     now = ui.settings()
     sizes = st.multiselect(
@@ -52,10 +56,14 @@ with right:
         format_func=ui.FILL_CHOICES.get, key="w.fill",
     )  # fmt: skip
     colour = colour_column.color_picker("Custom colour", now.colour, key="w.colour", disabled=fill != "custom")
+    scores = ui.score_choices(network)  # the scores that fit network A's outputs
     score = st.radio(
-        "Score", list(ui.SCORE_CHOICES), index=list(ui.SCORE_CHOICES).index(now.score),
-        format_func=ui.SCORE_CHOICES.get, horizontal=True, key="w.score",
+        "Score", list(scores), index=list(scores).index(ui.score_for(network, now.score)),
+        format_func=scores.get, horizontal=True,
+        key="w.score" if network.output_kind == "classes" else f"w.score.{network.output_kind}",
     )  # fmt: skip
+    if classes and ui.view_note(score, "classes"):
+        st.caption(ui.plain(ui.view_note(score, "classes")))
     mode = st.radio(
         "Engine", list(ui.MODE_CHOICES), index=list(ui.MODE_CHOICES).index(now.mode),
         format_func=ui.MODE_CHOICES.get, horizontal=True, key="w.mode",
@@ -111,7 +119,9 @@ with tabs[2]:
     if tabs[2].open:
         st.plotly_chart(render.per_size_figure(result), key="chart.per_size", height=460)
 with tabs[3]:
-    if tabs[3].open:
+    if tabs[3].open and ui.view_note(result.score_kind, "label-flip"):
+        st.info(ui.plain(ui.view_note(result.score_kind, "label-flip")), icon=":material/info:")
+    elif tabs[3].open:
         size = st.selectbox("Cover size", range(len(result.sizes)), index=len(result.sizes) - 1,
                             format_func=lambda i: render.cover_title(result, i), key="w.flip_size")  # fmt: skip
         st.plotly_chart(render.label_flip_figure(result, size), key="chart.label_flip", height=560)

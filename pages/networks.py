@@ -41,10 +41,11 @@ for role, title in (("A", "Network A (explained)"), ("B", "Network B (for compar
         network = ui.load_network(choice)
         if network is not None:
             height, width = network.input_size
+            outputs = f"{network.num_classes} " + ("classes" if ui.has_classes(network) else network.output_kind)
             st.caption(
                 ui.plain(
                     f"{choice.label}: loaded, input {width}×{height} px, {network.parameter_count:,} parameters, "
-                    f"{network.num_classes} classes, preprocessing {network.preprocess_name}"
+                    f"{outputs}, preprocessing {network.preprocess_name}" + "".join(f"; {n}" for n in network.notes)
                 )
             )
     elif st.button(
@@ -78,6 +79,7 @@ for group, members in groups.items():
             st.caption(f"{ready} ready on this machine (weights in SENSMAP_WEIGHTS_DIR).")
 if ui.OWN_GROUP not in groups:
     st.caption(
-        "Own models: the operator can put Keras 3 .keras files (with an optional same-name .txt of class "
-        "names, one per line) into a folder named by SENSMAP_MODELS_DIR. They must take raw 0..255 RGB pixels."
+        "Own models: the operator can put Keras 3 .keras and ONNX .onnx files into a folder named by "
+        "SENSMAP_MODELS_DIR, with an optional same-name .txt of class names (one per line) or a same-name .json "
+        "sidecar (labels, preprocessing, output kind; see the README). Without one they get raw 0..255 RGB pixels."
     )

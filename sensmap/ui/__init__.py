@@ -10,6 +10,7 @@ everything they share lives here, one concern per file, and this module hands al
 * :mod:`~sensmap.ui.photo_store` — the session's photos: uploads, sample photos, the active photo.
 * :mod:`~sensmap.ui.networks` — the network catalogue, the chosen networks A and B, the cached loader.
 * :mod:`~sensmap.ui.map_settings` — the Map page's settings and the choices offered.
+* :mod:`~sensmap.ui.score_views` — the scores offered for a network, the class views a map's score supports.
 * :mod:`~sensmap.ui.costs` — forward passes and estimated time of a map and its faithfulness check.
 * :mod:`~sensmap.ui.result_cache` — the session's finished maps and the classes they explain.
 * :mod:`~sensmap.ui.pointing` — each photo's pointing-check box and the pointing numbers.
@@ -101,6 +102,7 @@ from .runs import (
     show_stopped_run,
     stop_button,
 )
+from .score_views import has_classes, no_classes_note, score_choices, score_for, view_note
 from .session import (
     K_ACTIVE,
     K_BOX_INPUTS,
@@ -214,6 +216,11 @@ __all__ = [
     "stop_button",
     "store_result",
     "story_text",
+    "has_classes",
+    "no_classes_note",
+    "score_choices",
+    "score_for",
+    "view_note",
     "target_for",
     "target_widget_key",
     "top_classes",

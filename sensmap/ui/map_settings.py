@@ -20,7 +20,13 @@ FILL_CHOICES: dict[str, str] = {
     "blur": "blurred photo",
     "custom": "custom colour",
 }
-SCORE_CHOICES: dict[str, str] = {"probability": "probability (pp)", "log-odds": "log-odds (saturated networks)"}
+SCORE_CHOICES: dict[str, str] = {
+    "probability": "probability (pp)",
+    "log-odds": "log-odds (saturated networks)",
+    "logit": "logit (raw output, no softmax)",
+    "sigmoid": "sigmoid (multi-label, pp)",
+    "similarity": "similarity (whole output vector)",
+}  # the Map page offers those that fit network A's outputs (sensmap.ui.score_views)
 MODE_CHOICES: dict[str, str] = {
     "exact": "exact",
     "incremental": "incremental (same map, faster after the first)",

@@ -32,7 +32,7 @@ if TYPE_CHECKING:  # TensorFlow loads only when a network is needed
 class NetworkChoice:
     """A network to load, hashable (the :func:`load_network` cache key).
 
-    ``name`` is a Keras Applications name or a ``.keras`` path; ``options`` the constructor
+    ``name`` is a Keras Applications name or a ``.keras``/``.onnx`` path; ``options`` the constructor
     options as sorted ``(name, value)`` pairs; ``weights`` ``"imagenet"``, a weights file or
     None; ``labels`` a labels file; ``preprocess`` a preprocessing name.
     """
@@ -45,13 +45,14 @@ class NetworkChoice:
 
     @property
     def is_file(self) -> bool:
-        return self.name.lower().endswith(".keras")
+        return self.name.lower().endswith(MODEL_SUFFIXES)
 
     @property
     def label(self) -> str:
-        """Display name, e.g. ``MobileNet α0.75 192px`` or ``flowers (own model)``."""
+        """Display name, e.g. ``MobileNet α0.75 192px``, ``flowers (own model)`` or ``flowers (own model, ONNX)``."""
         if self.is_file:
-            return f"{Path(self.name).stem} (own model)"
+            kind = ", ONNX" if self.name.lower().endswith(".onnx") else ""
+            return f"{Path(self.name).stem} (own model{kind})"
         return variant_label(self.name, dict(self.options))
 
     @property
@@ -88,6 +89,7 @@ class CatalogueEntry:
     status: str  # "ready", "cached", "needs download", "own model"
 
 
+MODEL_SUFFIXES = (".keras", ".onnx")  # own models in SENSMAP_MODELS_DIR (a same-name .json sidecar describes them)
 DEFAULT_NETWORK = "MobileNetV2"  # network A when no network is ready on this machine
 STATUS_TEXT = {"local": "ready", "cached": "cached", "download": "needs download", "file": "own model"}
 READY_GROUP = "Ready on this machine"
@@ -99,7 +101,7 @@ def _options_tuple(options: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
 
 
 def models_dir_from_env() -> Path | None:
-    """The operator's folder of own ``.keras`` models, from ``SENSMAP_MODELS_DIR``, if set."""
+    """The operator's folder of own ``.keras`` and ``.onnx`` models, from ``SENSMAP_MODELS_DIR``, if set."""
     value = os.environ.get("SENSMAP_MODELS_DIR", "").strip()
     return Path(value).expanduser() if value else None
 
@@ -141,7 +143,7 @@ def catalogue() -> list[CatalogueEntry]:
         entries.append(CatalogueEntry(choice, spec.family, size, _parameters_text(spec, {}), status))
     models = models_dir_from_env()
     if models is not None and models.is_dir():
-        for path in sorted(models.glob("*.keras")):
+        for path in sorted(p for p in models.iterdir() if p.suffix.lower() in MODEL_SUFFIXES and p.is_file()):
             labels = path.with_suffix(".txt")
             choice = NetworkChoice(str(path), weights=None, labels=str(labels) if labels.is_file() else None)
             entries.append(CatalogueEntry(choice, OWN_GROUP, (0, 0), "see after loading", "own model"))

@@ -31,9 +31,13 @@ class ResultKey:
 
 
 def top_classes(choice: NetworkChoice, network: Network, photo: PhotoEntry) -> list[tuple[int, str, float]]:
-    """Top-5 ``(index, name, probability)`` of the whole photo (kept per photo and network)."""
+    """Top-5 ``(index, name, probability)`` of the whole photo (kept per photo and network); none for a network
+    without classes (embeddings, values)."""
     from ..engine import classify
+    from .score_views import has_classes
 
+    if not has_classes(network):
+        return []
     store = state(K_TOP, dict)
     key = (photo.sha256, choice.key)
     if key not in store:
@@ -44,7 +48,8 @@ def top_classes(choice: NetworkChoice, network: Network, photo: PhotoEntry) -> l
 def target_for(choice: NetworkChoice, network: Network, photo: PhotoEntry) -> int:
     """The class the map explains: the one picked on the Map page, else the top-1 class."""
     chosen = state(K_TARGETS, dict).get((photo.sha256, choice.key))
-    return chosen if chosen is not None else top_classes(choice, network, photo)[0][0]
+    top = top_classes(choice, network, photo)
+    return chosen if chosen is not None else (top[0][0] if top else 0)
 
 
 def set_target(choice: NetworkChoice, photo: PhotoEntry, index: int) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 import streamlit as st
 
 from ..render import COLOUR_CAPTION
+from ..scores import describe, unit
 
 COLOUR_KEY = f"Colours: {COLOUR_CAPTION}. Values in percentage points (pp) of class probability."
 
@@ -16,7 +17,9 @@ def colour_key(score_kind: str = "probability") -> str:
     """The legend under a map: which colour supports, which inhibits, and the unit."""
     if score_kind == "probability":
         return COLOUR_KEY + " +10 pp: covering the area lowers the probability by 10 points."
-    return f"Colours: {COLOUR_CAPTION}. Values in log-odds of the class (log p/(1−p))."
+    factor, shown = unit(score_kind)
+    points = " (percentage points)" if factor == 100 else ""
+    return f"Colours: {COLOUR_CAPTION}. Values in {shown}{points}: differences of the {describe(score_kind)}."
 
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+!|~$:])")

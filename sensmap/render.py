@@ -393,7 +393,8 @@ def _overlay_traces(
     values = map_on_photo(result, grid_map, pixels.shape[:2])
     factor, unit = support_unit(result)
     bound = symmetric_limit(grid_map, limit=limit) * factor
-    names = winner_names(result, values.shape)
+    flip = "label-flip" in supported_views(result.score_kind)  # the hover names the class that wins, if one can
+    names = winner_names(result, values.shape) if flip else None
     heat = support_heatmap(
         values * factor,
         pixels.shape[:2],

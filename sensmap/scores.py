@@ -59,9 +59,9 @@ _KIND_VIEWS: dict[str, frozenset[str]] = {
     "similarity": frozenset(),
 }
 _VIEW_NOTES: dict[str, str] = {
-    "classes": "compares whole output vectors, so it has no class: the map explains the whole output",
-    "top-k": "has no classes to rank",
-    "label-flip": "has no single winning class",
+    "classes": "belong to the whole output, not to a class",
+    "top-k": "have no classes to rank",
+    "label-flip": "have no class that could win when an area is covered",
 }
 _KIND_TEXT: dict[str, str] = {
     "probability": "class probability",
@@ -163,14 +163,17 @@ def supports_classes(kind: str | ScoreFunction | Score) -> bool:
 
 
 def view_note(kind: str | ScoreFunction | Score, view: str) -> str | None:
-    """Why ``view`` does not apply to maps with this score (a sentence for the user), or None when it does."""
+    """Why ``view`` does not apply to maps with this score (a sentence for the user, shown instead of the view),
+    or None when it does."""
     if view not in VIEWS:
         raise ParameterError(f"unknown view {view!r}: one of {', '.join(VIEWS)}")
     if view in supported_views(kind):
         return None
     resolved = resolve_score(kind)
-    reason = "labels are independent: there is no single winning class" if resolved.kind == "sigmoid" else None
-    return f"Not shown: the {describe(resolved.kind)} score {reason or _VIEW_NOTES[view]}."
+    reason = (
+        "have independent labels: no single label wins when an area is covered" if resolved.kind == "sigmoid" else None
+    )
+    return f"Maps of the {describe(resolved.kind)} {reason or _VIEW_NOTES[view]}."
 
 
 def describe(kind: str | ScoreFunction | Score) -> str:
@@ -183,13 +186,12 @@ def describe(kind: str | ScoreFunction | Score) -> str:
 
 def unit(kind: str | ScoreFunction | Score) -> tuple[float, str]:
     """``(factor, unit)`` that turn score differences into displayed values: ``(100, "pp")`` for probabilities
-    (probability, sigmoid), else ``(1, name)``: ``log-odds``, ``logit``, ``similarity`` or ``score`` (custom)."""
+    (probability, sigmoid), else ``(1, name)``: ``log-odds``, ``logit``, ``similarity`` or a custom function's name
+    (so two maps share a colour scale only when their scores are the same)."""
     resolved = resolve_score(kind)
     if resolved.kind in ("probability", "sigmoid"):
         return 100.0, "pp"
-    if resolved.custom:
-        return 1.0, "score"
-    return 1.0, resolved.kind
+    return 1.0, resolved.kind.removeprefix(CUSTOM_PREFIX)
 
 
 def target_text(result: SensitivityResult) -> str:

@@ -30,6 +30,6 @@ def has_classes(network: Network) -> bool:
 def no_classes_note(network: Network) -> str:
     """What the Map page says instead of the top-5 for a network without classes."""
     return (
-        f"{network.name} outputs {OUTPUT_KINDS[network.output_kind]} ({network.num_classes} values): its maps use "
-        "a score of the whole output, so there is no class to choose."
+        f"{network.name} outputs {network.num_classes} values per image ({OUTPUT_KINDS[network.output_kind]}): its "
+        "maps use a score of the whole output, so there is no class to choose."
     )

@@ -61,14 +61,7 @@ def open_onnx(path: str | os.PathLike) -> tuple[Any, OnnxSignature]:
     except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises its own types; the message is what matters
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"cannot load {path.name}: it is not a valid ONNX model ({message[:300]})") from None
-    inputs, outputs = session.get_inputs(), session.get_outputs()
-    if len(inputs) != 1:
-        names = ", ".join(f"{i.name} {list(i.shape)}" for i in inputs)
-        raise ModelError(
-            f"{path.name} has {len(inputs)} inputs ({names}); sensmap needs exactly one image input: "
-            "export the model with a single input"
-        )
-    image = inputs[0]
+    image = _only(session.get_inputs(), path, "inputs", "exactly one image input: export the model with a single input")
     shape = list(image.shape)
     if image.type not in INPUT_TYPES:
         raise ModelError(
@@ -89,13 +82,9 @@ def open_onnx(path: str | os.PathLike) -> tuple[Any, OnnxSignature]:
             f"{path.name}: the input {image.name!r} has shape {shape}: no axis of 3 colour channels; sensmap needs "
             "RGB images, (batch, 3, H, W) or (batch, H, W, 3)"
         )
-    if len(outputs) != 1:
-        names = ", ".join(f"{o.name} {list(o.shape)}" for o in outputs)
-        raise ModelError(
-            f"{path.name} has {len(outputs)} outputs ({names}); sensmap needs one output, a vector per image: "
-            "export only the output to explain"
-        )
-    output = outputs[0]
+    output = _only(
+        session.get_outputs(), path, "outputs", "one output, a vector per image: export only the output to explain"
+    )
     if len(output.shape) != 2 or output.type not in INPUT_TYPES:
         raise ModelError(
             f"{path.name}: the output {output.name!r} is {output.type} of shape {list(output.shape)}; sensmap needs "
@@ -116,6 +105,14 @@ def open_onnx(path: str | os.PathLike) -> tuple[Any, OnnxSignature]:
         providers=tuple(session.get_providers()),
     )
     return session, signature
+
+
+def _only(items: list[Any], path: Path, what: str, needs: str) -> Any:
+    """The one graph input or output, else a :class:`ModelError` listing them and saying what sensmap ``needs``."""
+    if len(items) != 1:
+        names = ", ".join(f"{item.name} {list(item.shape)}" for item in items)
+        raise ModelError(f"{path.name} has {len(items)} {what} ({names}); sensmap needs {needs}")
+    return items[0]
 
 
 # --------------------------------------------------------------------------- protobuf wire format

@@ -499,7 +499,7 @@ def faithfulness(
     deleted = fill_canvas(pixels, result.fill)
     blurred = fill_canvas(pixels, "blur")
     counts = step_counts(height * width, steps)
-    block = min(min(grid.window_y, grid.window_x) for grid in result.grids)  # the finest cover, in pixels
+    block = result.detail_px  # the finest cover (occlusion), mask cell (RISE) or feature cell (Grad-CAM)
     ranks = [support_rank(result.support)]
     ranks += [random_rank((height, width), seed + i, block) for i in range(random_orders)]
     batch_size = auto_batch_size(height, width) if batch_size is None else int(batch_size)
@@ -541,6 +541,19 @@ def faithfulness(
     }
     result.metadata["faithfulness"] = numbers
     return numbers
+
+
+def provenance(network: Network, photo: LoadedImage) -> dict[str, Any]:
+    """Metadata of any map: the network's settings and weights, the photo, library versions and the device."""
+    return {
+        "softmax_applied": network.softmax_applied,
+        "preprocess": network.preprocess_name,
+        "weights": network.weights,
+        "model_source": network.source,
+        "photo": {"source": photo.source, "sha256": photo.sha256, "notes": list(photo.notes)},
+        "versions": versions(),
+        "device": "GPU" if tf.config.list_logical_devices("GPU") else "CPU",
+    }
 
 
 def versions() -> dict[str, str]:

@@ -1,0 +1,120 @@
+"""Grad-CAM (Selvaraju et al. 2017): the last spatial feature maps weighted by the class score's gradient.
+
+For the feature map ``A`` (``h × w × K`` cells) found by :func:`sensmap.methods.graph.find_feature_site`
+and the target's score ``y`` (its logit when the network has one, else its log-probability):
+``α_k = mean_ij ∂y/∂A_ijk``, ``cam = ReLU(Σ_k α_k A_k)``. The ``h × w`` map is stretched to the network
+grid with the bilinear resampling every map is shown with (:func:`sensmap.images.map_to_photo`) and
+divided by its maximum. Unit: :data:`sensmap.result.GRADCAM_UNIT` — relative, 0..1, 1 = the strongest
+point, 0 = no evidence for the class; it is not a change of probability and shows no inhibiting areas.
+One forward and one backward pass; exact.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ..engine import CancelToken, ProgressCallback, _as_image, _as_network, _cancelled, provenance
+from ..errors import CancelledError, ModelError
+from ..fills import DEFAULT_FILL, Fill, fill_label, normalize_fill
+from ..images import LoadedImage, fit_image, map_to_photo
+from ..models import Network, tf
+from ..result import SensitivityResult, validate_score_kind
+from .graph import FeatureSite, feature_and_scores, find_feature_site
+
+
+def gradcam_cells(network: Network, pixels: np.ndarray, target: int, site: FeatureSite) -> tuple[np.ndarray, str]:
+    """``(cam (h, w) on the feature grid, score kind)``: ``ReLU(Σ_k α_k A_k)`` before resampling and scaling."""
+    image = tf.constant(np.asarray(pixels, dtype=np.float32)[None])
+    with tf.GradientTape() as tape:
+        tape.watch(image)
+        feature, scores, kind = feature_and_scores(network, image, site)
+        score = scores[0, target]
+    gradient = tape.gradient(score, feature)
+    if gradient is None:
+        raise ModelError(
+            f"{network.name}: the class score has no gradient with respect to {site.layer} (a layer between them "
+            "is not differentiable), so Grad-CAM cannot weight it. Use occlusion or RISE instead."
+        )
+    weights = tf.reduce_mean(gradient[0], axis=(0, 1))  # α_k: (K,)
+    cam = tf.nn.relu(tf.tensordot(tf.cast(feature[0], tf.float32), weights, axes=[[2], [0]]))
+    return cam.numpy().astype(np.float64), kind
+
+
+def gradcam(
+    model: Network | Any,
+    image: LoadedImage | Any,
+    *,
+    target: int | str | None = None,
+    fit: str = "squash",
+    fill: Fill = DEFAULT_FILL,
+    score: str = "probability",
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | Callable[[], bool] | None = None,
+) -> SensitivityResult:
+    """Grad-CAM map of ``image`` for one class of ``model`` (see the module docstring for the definition).
+
+    ``target``: class index or name (default: the top-1 class). ``fit``: how the photo fits the network
+    input (``squash`` or ``crop``). Grad-CAM covers nothing; ``fill`` and ``score`` are recorded for the
+    faithfulness check (:func:`sensmap.faithfulness` deletes pixels with that fill) so the methods can be
+    compared on equal terms. The result's :attr:`~SensitivityResult.support` is 0..1 on the network grid
+    (unit ``"relative"``), ``method == "gradcam"``; :attr:`~SensitivityResult.method_parameters` name the
+    layer, the feature grid and the score used (``logit`` or ``log-probability``). ``progress(done, 1)`` and
+    ``cancel`` (checked before the pass) work as for the other methods.
+    """
+    started = time.perf_counter()
+    network = _as_network(model)
+    photo = _as_image(image)
+    fill_value = normalize_fill(fill)
+    score_kind = validate_score_kind(score)
+    site = find_feature_site(network)
+    pixels = fit_image(photo, network.input_size, fit)
+    reference = network.predict(pixels)[0]
+    target_index = int(np.argmax(reference)) if target is None else network.class_index(target)
+    if progress is not None:
+        progress(0, 1)
+    if _cancelled(cancel):
+        raise CancelledError("cancelled before the Grad-CAM pass")
+    cells, score_used = gradcam_cells(network, pixels, target_index, site)
+    if progress is not None:
+        progress(1, 1)
+    upsampled = np.clip(map_to_photo(cells, network.input_size, "squash").astype(np.float64), 0.0, None)
+    peak = float(upsampled.max())
+    support = upsampled / peak if peak > 0 else np.zeros_like(upsampled)
+    height, width = network.input_size
+    rows, cols, channels = site.shape
+    finished = time.perf_counter()
+    return SensitivityResult(
+        model_name=network.name,
+        labels=network.labels,
+        input_size=network.input_size,
+        photo_size=(photo.height, photo.width),
+        fit=fit,
+        sizes=(),
+        stride=0.0,
+        fill=fill_label(fill_value),
+        score_kind=score_kind,
+        target=target_index,
+        reference_probabilities=reference,
+        outputs=np.empty((0, network.num_classes), np.float32),
+        method="gradcam",
+        pixel_map=support.astype(np.float32),
+        method_parameters={
+            "layer": site.layer,
+            "feature_grid": [rows, cols],
+            "channels": channels,
+            "score": score_used,
+            "peak": peak,
+            "passes": 1,
+            "detail_px": max(1, round(min(height / rows, width / cols))),
+        },
+        metadata={
+            "mode": "exact",
+            "approximate": False,
+            **provenance(network, photo),
+            "timings_s": {"total": finished - started},
+        },
+    )

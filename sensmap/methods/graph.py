@@ -46,7 +46,8 @@ def _producer(tensor: Any) -> tuple[Any, Any] | None:
 
 @dataclass(frozen=True)
 class FeatureSite:
-    """The last spatial feature map: a 4-D ``(batch, h, w, channels)`` tensor of the graph ``path[-1]``.
+    """The last spatial feature map: a 4-D ``(batch, h, w, channels)`` tensor of the graph ``path[-1]`` (its
+    size may be unknown until the network's input size is fed).
 
     ``path`` holds the (functional) graphs from the network's own model down to the nested sub-model that
     computes the tensor; ``layer`` is the name of the layer that outputs it.
@@ -55,11 +56,6 @@ class FeatureSite:
     path: tuple[Any, ...]
     tensor: Any
     layer: str
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        """``(h, w, channels)`` of the feature map (cells)."""
-        return tuple(int(v) for v in self.tensor.shape[1:])  # type: ignore[return-value]
 
 
 def _learns(layer: Any) -> bool:
@@ -86,12 +82,20 @@ def _after_learnt_layer(tensor: Any) -> bool:
     return False
 
 
+_GLOBAL_POOLING = (keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D)
+
+
 def _search(graph: Any, path: tuple[Any, ...]) -> FeatureSite | None:
-    """Breadth-first from the graph's output back to the nearest 4-D tensor made after a learnt layer."""
-    frontier, seen = [graph.outputs[0]], set()
+    """Breadth-first from the graph's output back to the nearest spatial feature map.
+
+    A candidate is 4-D, made after a learnt layer, and either larger than 1×1 or the input of a global
+    pooling layer: 1×1 tensors after the pooling (the 1×1 convolution heads of MobileNet and MobileNetV3)
+    are skipped.
+    """
+    frontier, seen = [(graph.outputs[0], False)], set()
     while frontier:
         following = []
-        for tensor in frontier:
+        for tensor, pooled in frontier:
             if id(tensor) in seen:
                 continue
             seen.add(id(tensor))
@@ -99,14 +103,15 @@ def _search(graph: Any, path: tuple[Any, ...]) -> FeatureSite | None:
             if made is None:
                 continue
             layer, node = made
-            if len(tensor.shape) == 4 and _after_learnt_layer(tensor):
+            spatial = len(tensor.shape) == 4 and (pooled or (tensor.shape[1] or 2) * (tensor.shape[2] or 2) > 1)
+            if spatial and _after_learnt_layer(tensor):
                 return FeatureSite(path, tensor, layer.name)
             inner = graph_of(layer)
             if inner is not None and len(inner.outputs) == 1:  # a nested model whose output is not spatial
                 found = _search(inner, (*path, inner))
                 if found is not None:
                     return found
-            following.extend(node.input_tensors)
+            following.extend((source, isinstance(layer, _GLOBAL_POOLING)) for source in node.input_tensors)
         frontier = following
     return None
 
@@ -176,19 +181,21 @@ def run_graph(graph: Any, inputs: list[Any], site: FeatureSite, found: dict[str,
     return [values[id(tensor)] for tensor in graph.outputs]
 
 
-def feature_and_scores(network: Network, pixels: tf.Tensor, site: FeatureSite) -> tuple[tf.Tensor, tf.Tensor, str]:
-    """``(feature map (n, h, w, c), class scores (n, classes), score kind)`` of raw pixels ``(n, H, W, 3)``.
+def feature_and_log_probabilities(
+    network: Network, pixels: tf.Tensor, site: FeatureSite
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """``(feature map (n, h, w, c), class log-probabilities (n, classes))`` of raw pixels ``(n, H, W, 3)``.
 
-    Scores are the logits (before softmax) when the network has them: its output layer ends in a softmax
-    (Keras Applications), or its outputs are logits (``network.softmax_applied``); otherwise the
-    log-probabilities. Run it under a ``tf.GradientTape`` for gradients w.r.t. the feature map.
+    The log-probabilities come from the logits (``log_softmax``, exact even for a class at probability 1.0 in
+    float32) when the network has them: its output layer ends in a softmax (Keras Applications) or it outputs
+    logits (``network.softmax_applied``); otherwise from its probabilities. Run it under a
+    ``tf.GradientTape`` for gradients with respect to the feature map.
     """
     found: dict[str, Any] = {}
-    outputs = run_graph(site.path[0], [network.preprocess(pixels)], site, found)[0]
-    outputs = tf.cast(outputs, tf.float32)
+    outputs = tf.cast(run_graph(site.path[0], [network.preprocess(pixels)], site, found)[0], tf.float32)
     if found.get("logits") or network.softmax_applied:
-        return found["feature"], outputs, "logit"
-    return found["feature"], tf.math.log(tf.maximum(outputs, 1e-30)), "log-probability"
+        return found["feature"], tf.nn.log_softmax(outputs, axis=-1)
+    return found["feature"], tf.math.log(tf.maximum(outputs, 1e-30))
 
 
 def weighted_layers(model: Any) -> list[Any]:

@@ -56,6 +56,7 @@ class SanityCheck:
     layers: tuple[tuple[str, ...], ...]  # layer names newly randomised per step
     spearman: tuple[float, ...]
     top_iou: tuple[float, ...]
+    flat: tuple[bool, ...]  # per step: the map is constant (e.g. the random network's output saturates); Spearman 0
     passes: int  # forward passes of the whole check (original map included when it was computed here)
     original: SensitivityResult = dataclasses.field(repr=False)
     maps: tuple[np.ndarray, ...] = dataclasses.field(repr=False)  # (H, W) map per step, the original's unit
@@ -100,6 +101,7 @@ class SanityCheck:
             "layers": [list(group) for group in self.layers],
             "spearman": list(self.spearman),
             "top_iou": list(self.top_iou),
+            "flat": list(self.flat),
             "passes": self.passes,
             "trustworthy": self.trustworthy,
             "verdict": self.verdict,
@@ -214,7 +216,7 @@ def randomisation_check(
     copy = network_copy(network)
     copied_layers = weighted_layers(copy.model)[::-1]
     rng = np.random.default_rng(seed)
-    maps, rhos, ious, groups, previous = [], [], [], [], 0
+    maps, rhos, ious, flat, groups, previous = [], [], [], [], [], 0
     for count in counts:
         if _cancelled(cancel):
             raise CancelledError(f"randomisation check cancelled after {len(maps)} of {len(counts)} steps")
@@ -227,6 +229,7 @@ def randomisation_check(
         maps.append(randomised)
         rhos.append(numbers["spearman"])
         ious.append(numbers["top_iou"])
+        flat.append(bool(np.ptp(randomised) == 0))
     return SanityCheck(
         method=method,
         model_name=network.name,
@@ -239,6 +242,7 @@ def randomisation_check(
         layers=tuple(groups),
         spearman=tuple(rhos),
         top_iou=tuple(ious),
+        flat=tuple(flat),
         passes=done,
         original=original,
         maps=tuple(maps),

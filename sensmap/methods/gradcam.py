@@ -23,12 +23,13 @@ from typing import Any
 
 import numpy as np
 
-from ..engine import CancelToken, ProgressCallback, _as_image, _as_network, _cancelled, provenance
+from ..engine import CancelToken, ProgressCallback, _as_image, _as_network, _cancelled
 from ..errors import CancelledError, ModelError
-from ..fills import DEFAULT_FILL, Fill, fill_label, normalize_fill
-from ..images import LoadedImage, fit_image, map_to_photo
+from ..fills import DEFAULT_FILL, Fill, normalize_fill
+from ..images import LoadedImage, map_to_photo
 from ..models import Network, tf
 from ..result import SensitivityResult, validate_score_kind
+from .base import pixel_result, prepare
 from .graph import FeatureSite, feature_and_log_probabilities, find_feature_site
 
 
@@ -77,14 +78,12 @@ def gradcam(
     fill_value = normalize_fill(fill)
     score_kind = validate_score_kind(score)
     site = find_feature_site(network)
-    pixels = fit_image(photo, network.input_size, fit)
-    reference = network.predict(pixels)[0]
-    target_index = int(np.argmax(reference)) if target is None else network.class_index(target)
+    prepared = prepare(network, photo, fit, target)
     if progress is not None:
         progress(0, 1)
     if _cancelled(cancel):
         raise CancelledError("cancelled before the Grad-CAM pass")
-    cells = gradcam_cells(network, pixels, target_index, site)
+    cells = gradcam_cells(network, prepared.pixels, prepared.target, site)
     if progress is not None:
         progress(1, 1)
     upsampled = np.clip(map_to_photo(cells, network.input_size, "squash").astype(np.float64), 0.0, None)
@@ -93,32 +92,21 @@ def gradcam(
     height, width = network.input_size
     rows, cols = cells.shape
     finished = time.perf_counter()
-    return SensitivityResult(
-        model_name=network.name,
-        labels=network.labels,
-        input_size=network.input_size,
-        photo_size=(photo.height, photo.width),
-        fit=fit,
-        sizes=(),
-        stride=0.0,
-        fill=fill_label(fill_value),
-        score_kind=score_kind,
-        target=target_index,
-        reference_probabilities=reference,
-        outputs=np.empty((0, network.num_classes), np.float32),
+    return pixel_result(
+        network,
+        photo,
+        prepared,
         method="gradcam",
-        pixel_map=support.astype(np.float32),
-        method_parameters={
+        support=support,
+        fit=fit,
+        fill=fill_value,
+        score_kind=score_kind,
+        parameters={
             "layer": site.layer,
             "feature_grid": [rows, cols],
             "peak": peak,
             "passes": 1,
             "detail_px": max(1, round(min(height / rows, width / cols))),
         },
-        metadata={
-            "mode": "exact",
-            "approximate": False,
-            **provenance(network, photo),
-            "timings_s": {"total": finished - started},
-        },
+        metadata={"mode": "exact", "approximate": False, "timings_s": {"total": finished - started}},
     )

@@ -65,54 +65,42 @@ def _learns(layer: Any) -> bool:
     return any(hasattr(layer, name) for name in ("kernel", "depthwise_kernel"))
 
 
-def _after_learnt_layer(tensor: Any) -> bool:
-    """Whether a learnt layer lies between the graph inputs and ``tensor`` (a feature map, not a rescaled photo)."""
-    frontier, seen = [tensor], set()
-    while frontier:
-        current = frontier.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        made = _producer(current)
-        if made is None:
-            continue
-        if _learns(made[0]):
-            return True
-        frontier.extend(made[1].input_tensors)
-    return False
-
-
 _GLOBAL_POOLING = (keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D)
+
+
+def _walk_back(start: Any) -> Iterator[tuple[Any, Any, bool]]:
+    """``(tensor, layer that made it, pooled)`` for ``start`` and every tensor upstream of it in its graph,
+    breadth-first, each once; ``pooled``: the tensor is read by a global pooling layer on the way."""
+    frontier, seen = [(start, False)], set()
+    while frontier:
+        following = []
+        for tensor, pooled in frontier:
+            made = None if id(tensor) in seen else _producer(tensor)
+            seen.add(id(tensor))
+            if made is None:
+                continue
+            layer, node = made
+            yield tensor, layer, pooled
+            following.extend((source, isinstance(layer, _GLOBAL_POOLING)) for source in node.input_tensors)
+        frontier = following
 
 
 def _search(graph: Any, path: tuple[Any, ...]) -> FeatureSite | None:
     """Breadth-first from the graph's output back to the nearest spatial feature map.
 
-    A candidate is 4-D, made after a learnt layer, and either larger than 1×1 or the input of a global
-    pooling layer: 1×1 tensors after the pooling (the 1×1 convolution heads of MobileNet and MobileNetV3)
-    are skipped.
+    A candidate is 4-D, made after a learnt layer (not a rescaled photo), and either larger than 1×1 or the
+    input of a global pooling layer: 1×1 tensors after the pooling (the 1×1 convolution heads of MobileNet and
+    MobileNetV3) are skipped.
     """
-    frontier, seen = [(graph.outputs[0], False)], set()
-    while frontier:
-        following = []
-        for tensor, pooled in frontier:
-            if id(tensor) in seen:
-                continue
-            seen.add(id(tensor))
-            made = _producer(tensor)
-            if made is None:
-                continue
-            layer, node = made
-            spatial = len(tensor.shape) == 4 and (pooled or (tensor.shape[1] or 2) * (tensor.shape[2] or 2) > 1)
-            if spatial and _after_learnt_layer(tensor):
-                return FeatureSite(path, tensor, layer.name)
-            inner = graph_of(layer)
-            if inner is not None and len(inner.outputs) == 1:  # a nested model whose output is not spatial
-                found = _search(inner, (*path, inner))
-                if found is not None:
-                    return found
-            following.extend((source, isinstance(layer, _GLOBAL_POOLING)) for source in node.input_tensors)
-        frontier = following
+    for tensor, layer, pooled in _walk_back(graph.outputs[0]):
+        spatial = len(tensor.shape) == 4 and (pooled or (tensor.shape[1] or 2) * (tensor.shape[2] or 2) > 1)
+        if spatial and any(_learns(upstream) for _, upstream, _ in _walk_back(tensor)):
+            return FeatureSite(path, tensor, layer.name)
+        inner = graph_of(layer)
+        if inner is not None and len(inner.outputs) == 1:  # a nested model whose output is not spatial
+            found = _search(inner, (*path, inner))
+            if found is not None:
+                return found
     return None
 
 

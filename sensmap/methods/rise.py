@@ -31,11 +31,10 @@ from ..engine import (
     auto_batch_size,
     max_passes_from_env,
     predict_batches,
-    provenance,
 )
 from ..errors import BudgetError
-from ..fills import DEFAULT_FILL, Fill, fill_canvas, fill_label, normalize_fill
-from ..images import LoadedImage, fit_image
+from ..fills import DEFAULT_FILL, Fill, fill_canvas, normalize_fill
+from ..images import LoadedImage
 from ..masks import (
     DEFAULT_GRID,
     DEFAULT_MASKS,
@@ -49,6 +48,7 @@ from ..masks import (
 )
 from ..models import Network, tf
 from ..result import SensitivityResult, class_scores, validate_score_kind
+from .base import pixel_result, prepare
 
 
 def mask_batches(
@@ -118,39 +118,31 @@ def rise(
         )
     batch_size = auto_batch_size(height, width) if batch_size is None else whole_number(batch_size, "the batch size", 1)
 
-    pixels = fit_image(photo, network.input_size, fit)
-    canvas = fill_canvas(pixels, fill_value)
-    prepared = time.perf_counter()
-    reference = network.predict(pixels)[0]
-    target_index = int(np.argmax(reference)) if target is None else network.class_index(target)
+    prepared = prepare(network, photo, fit, target)
+    canvas = fill_canvas(prepared.pixels, fill_value)
+    ready = time.perf_counter()
     sums = MaskSums((height, width))
 
     def predict(batch: tuple[tf.Tensor, tf.Tensor]) -> tf.Tensor:
         batch_masks, images = batch
         probabilities = network.compiled_predict(images)
-        sums.add(class_scores(probabilities.numpy(), target_index, score_kind), batch_masks.numpy())
+        sums.add(class_scores(probabilities.numpy(), prepared.target, score_kind), batch_masks.numpy())
         return probabilities
 
-    batches = mask_batches(pixels, canvas, count, batch_size, grid, p, seed)
+    batches = mask_batches(prepared.pixels, canvas, count, batch_size, grid, p, seed)
     predict_batches(network, batches, count, progress=progress, cancel=cancel, predict=predict)
     finished = time.perf_counter()
     cell_y, cell_x = mask_cell((height, width), grid)
-    return SensitivityResult(
-        model_name=network.name,
-        labels=network.labels,
-        input_size=network.input_size,
-        photo_size=(photo.height, photo.width),
-        fit=fit,
-        sizes=(),
-        stride=0.0,
-        fill=fill_label(fill_value),
-        score_kind=score_kind,
-        target=target_index,
-        reference_probabilities=reference,
-        outputs=np.empty((0, network.num_classes), np.float32),
+    return pixel_result(
+        network,
+        photo,
+        prepared,
         method="rise",
-        pixel_map=sums.support().astype(np.float32),
-        method_parameters={
+        support=sums.support(),
+        fit=fit,
+        fill=fill_value,
+        score_kind=score_kind,
+        parameters={
             "masks": count,
             "grid": grid,
             "p": p,
@@ -162,9 +154,8 @@ def rise(
         metadata={
             "mode": "sampled",
             "approximate": True,
-            **provenance(network, photo),
             "batch_size": batch_size,
-            "timings_s": {"prepare": prepared - started, "forward": finished - prepared, "total": finished - started},
-            "passes_per_s": count / max(finished - prepared, 1e-9),
+            "timings_s": {"prepare": ready - started, "forward": finished - ready, "total": finished - started},
+            "passes_per_s": count / max(finished - ready, 1e-9),
         },
     )

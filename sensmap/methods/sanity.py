@@ -8,9 +8,12 @@ and compared with the original map by Spearman rank correlation (:func:`sensmap.
 
 Re-initialisation uses each layer's own initializers (kernels, biases, batch-norm statistics…) with seeds
 derived from ``seed``; a weight without an initializer is shuffled instead (its values, randomly placed).
-Verdict: the map is **not trustworthy** when its Spearman correlation with the original is still at least
-``threshold`` (default 0.5) with every layer randomised — it then shows the photo's structure (edges,
-contrast) rather than what the network learnt.
+Verdict: the map is **not trustworthy** when the absolute Spearman correlation with the original is still at
+least ``threshold`` (default 0.5) with every layer randomised — it then shows the photo's structure (edges,
+contrast, a salient patch) rather than what the network learnt. The absolute value counts because a random
+output layer can flip the sign of every score change: a mirrored map still has the photo's structure.
+A randomised network whose output no longer depends on the photo (saturated) gives a constant map: its
+correlation is 0 and the step is marked ``flat``.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from .graph import weighted_layers
 DEFAULT_STEPS = 4
 """Cumulative randomisation steps by default (output layer; a third; two thirds; every weighted layer)."""
 DEFAULT_THRESHOLD = 0.5
-"""Spearman correlation at full randomisation from which a map is flagged as not trustworthy."""
+"""Absolute Spearman correlation at full randomisation from which a map is flagged as not trustworthy."""
 
 
 @dataclass(frozen=True)
@@ -72,8 +75,8 @@ class SanityCheck:
 
     @property
     def trustworthy(self) -> bool:
-        """False when the map stays correlated (≥ ``threshold``) with the original at full randomisation."""
-        return self.final_spearman < self.threshold
+        """False when the map stays correlated (``|Spearman| ≥ threshold``) with the original at full randomisation."""
+        return abs(self.final_spearman) < self.threshold
 
     @property
     def verdict(self) -> str:
@@ -82,12 +85,13 @@ class SanityCheck:
         if self.trustworthy:
             return (
                 f"Passes: the {label} map changes when the network's weights are randomised (Spearman {rho:.2f} "
-                f"with the original at full randomisation, below {self.threshold:g}), so it depends on what the "
+                f"with the original at full randomisation, |ρ| below {self.threshold:g}), so it depends on what the "
                 "network learnt."
             )
         return (
-            f"Fails: the {label} map stays similar with random weights (Spearman {rho:.2f} ≥ {self.threshold:g} at "
-            "full randomisation); it shows the photo's structure more than what the network learnt. Do not trust it."
+            f"Fails: the {label} map stays similar with random weights (Spearman {rho:.2f}, |ρ| ≥ {self.threshold:g} "
+            "at full randomisation); it shows the photo's structure more than what the network learnt. "
+            "Do not trust it."
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -189,8 +193,8 @@ def randomisation_check(
     method = validate_method(method)
     options = method_options(method, options)
     threshold = float(threshold)
-    if not -1.0 <= threshold <= 1.0:
-        raise ParameterError(f"the threshold is a Spearman correlation in −1..1, got {threshold!r}")
+    if not 0.0 < threshold <= 1.0:
+        raise ParameterError(f"the threshold is an absolute Spearman correlation in (0, 1], got {threshold!r}")
     network = _as_network(model)
     photo = _as_image(image)
     if original is not None and (original.method != method or original.model_name != network.name):

@@ -482,7 +482,8 @@ def faithfulness(
     ``steps`` equal steps; a faithful map makes the target probability fall fast (low AUC). Insertion:
     starting from the blurred photo, the original pixels come back in the same order; a faithful
     map makes it rise fast (high AUC). Baselines: ``random_orders`` seeded random orders of patches as
-    large as the map's finest cover, averaged.
+    large as the map's finest detail (``result.detail_px``: its finest cover, RISE mask cell or Grad-CAM
+    feature cell), averaged. Every method's result works (Grad-CAM and RISE delete with their ``fill``).
     Curves hold the target's probability (0..1) at pixel fractions 0, 1/steps, …, 1; AUCs are the
     trapezoid areas over the fraction, so they lie in [0, 1]. The numbers are also stored in
     ``result.metadata["faithfulness"]`` (and so in its ``.npz``). All passes run through the same

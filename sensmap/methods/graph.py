@@ -1,5 +1,6 @@
 """The layer graph of a Keras classifier, for the per-pixel methods: where its last spatial feature map is,
-how to run it while keeping that feature map and the class scores before softmax, and its weighted layers.
+how to run it while keeping that feature map and the class log-probabilities (from the logits when there are
+any), and its weighted layers.
 
 Part of the engine (the :mod:`sensmap.methods` modules run TensorFlow, like :mod:`sensmap.engine`).
 Functional and Sequential models are supported, with nested functional or Sequential sub-models

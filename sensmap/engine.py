@@ -482,7 +482,8 @@ def faithfulness(
     ``steps`` equal steps; a faithful map makes the target probability fall fast (low AUC). Insertion:
     starting from the blurred photo, the original pixels come back in the same order; a faithful
     map makes it rise fast (high AUC). Baselines: ``random_orders`` seeded random orders of patches as
-    large as the map's finest cover, averaged.
+    large as the map's finest detail (``result.detail_px``: its finest cover, RISE mask cell or Grad-CAM
+    feature cell), averaged. Every method's result works (Grad-CAM and RISE delete with their ``fill``).
     Curves hold the target's probability (0..1) at pixel fractions 0, 1/steps, …, 1; AUCs are the
     trapezoid areas over the fraction, so they lie in [0, 1]. The numbers are also stored in
     ``result.metadata["faithfulness"]`` (and so in its ``.npz``). All passes run through the same
@@ -499,7 +500,7 @@ def faithfulness(
     deleted = fill_canvas(pixels, result.fill)
     blurred = fill_canvas(pixels, "blur")
     counts = step_counts(height * width, steps)
-    block = min(min(grid.window_y, grid.window_x) for grid in result.grids)  # the finest cover, in pixels
+    block = result.detail_px  # the finest cover (occlusion), mask cell (RISE) or feature cell (Grad-CAM)
     ranks = [support_rank(result.support)]
     ranks += [random_rank((height, width), seed + i, block) for i in range(random_orders)]
     batch_size = auto_batch_size(height, width) if batch_size is None else int(batch_size)
@@ -541,6 +542,19 @@ def faithfulness(
     }
     result.metadata["faithfulness"] = numbers
     return numbers
+
+
+def provenance(network: Network, photo: LoadedImage) -> dict[str, Any]:
+    """Metadata of any map: the network's settings and weights, the photo, library versions and the device."""
+    return {
+        "softmax_applied": network.softmax_applied,
+        "preprocess": network.preprocess_name,
+        "weights": network.weights,
+        "model_source": network.source,
+        "photo": {"source": photo.source, "sha256": photo.sha256, "notes": list(photo.notes)},
+        "versions": versions(),
+        "device": "GPU" if tf.config.list_logical_devices("GPU") else "CPU",
+    }
 
 
 def versions() -> dict[str, str]:

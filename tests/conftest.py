@@ -126,11 +126,11 @@ def train_small_cnn(name, images, labels, test_images, test_labels, pooling, epo
     return model
 
 
-def watermark_scenes(count: int, size: int = 32, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def watermark_scenes(count: int, size: int = 32, seed: int = 0, mark: int = 8) -> tuple[np.ndarray, np.ndarray]:
     """Synthetic scenes with a planted local shortcut: a corner mark decides the class.
 
-    Random textured scenes with a random-coloured object; a 8×8 mark in the lower-right corner is red
-    for class 0 and blue for class 1 — nothing else differs between the classes.
+    Random textured scenes with a random-coloured object; a ``mark``×``mark`` (default 8×8) mark in the
+    lower-right corner is red for class 0 and blue for class 1 — nothing else differs between the classes.
     """
     rng = np.random.default_rng(seed)
     images = rng.uniform(40, 215, size=(count, size, size, 3)).astype(np.float32)
@@ -138,7 +138,7 @@ def watermark_scenes(count: int, size: int = 32, seed: int = 0) -> tuple[np.ndar
     for i, label in enumerate(labels):
         y0, x0 = rng.integers(0, size // 2, size=2)
         images[i, y0 : y0 + size // 3, x0 : x0 + size // 3] = rng.uniform(0, 255, size=3)
-        images[i, -8:, -8:] = (230, 30, 30) if label == 0 else (30, 30, 230)
+        images[i, -mark:, -mark:] = (230, 30, 30) if label == 0 else (30, 30, 230)
     return images, labels
 
 

@@ -81,8 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
     smap.add_argument("--batch-size", type=int, default=None, help="forward-pass batch size (default: automatic)")
     smap.add_argument("--max-passes", type=int, default=None, help="refuse maps needing more forward passes")
     smap.add_argument("--mode", default="exact", choices=["exact", "incremental", "fast"],
-                      help="exact (default); incremental: same numbers, recomputing only what each cover changes; "
-                      "fast: approximate, about 3x fewer passes")  # fmt: skip
+                      help="which windows are measured: exact (default, all of them); fast: approximate, about 3x "
+                      "fewer passes; incremental: exact with --engine incremental")  # fmt: skip
+    smap.add_argument("--engine", default=None, choices=["dense", "incremental", "auto"],
+                      help="how each measured window is computed: dense (default: the whole network); incremental: "
+                      "same numbers, recomputing only what each cover changes (traces first, seconds); auto: "
+                      "incremental where the network gains, dense where it cannot")  # fmt: skip
     smap.add_argument("--out-npz", help="write the full result (arrays + JSON metadata) to this .npz file")
     smap.add_argument("--out-png", help="write the photo with the map as overlay and a colour bar to this .png")
     smap.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
@@ -248,12 +252,15 @@ def _cmd_map(args: argparse.Namespace) -> int:
         fit=args.fit,
         max_passes=args.max_passes,
         mode=args.mode,
+        engine=args.engine,
     )
     support = result.support
     timing = result.metadata["timings_s"]["forward"]
     print(f"{network.name}: target {result.target_name!r} (class {result.target}), p = {result.probability:.2%}")
     rate = result.passes / max(timing, 1e-9)
-    print(f"{result.passes} forward passes in {timing:.1f} s ({rate:.0f}/s); {mode_text(result)}")
+    reason = result.metadata.get("engine_reason", "")
+    print(f"{result.passes} forward passes in {timing:.1f} s ({rate:.0f}/s); {mode_text(result)}; "
+          f"engine {result.engine}" + (f" ({reason})" if reason else ""))  # fmt: skip
     from .render import format_value, support_unit
 
     factor, unit = support_unit(result)  # percentage points of probability, or log-odds

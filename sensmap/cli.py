@@ -235,8 +235,10 @@ def _cmd_map(args: argparse.Namespace) -> int:
     from .engine import sensitivity_map
     from .images import load_image
     from .report import mode_text
+    from .result import resolve_mode_engine
     from .windows import DEFAULT_SIZES
 
+    resolve_mode_engine(args.mode, args.engine)  # a contradiction fails before the network loads
     photo = load_image(args.image)
     network = _load(args)
     result = sensitivity_map(

@@ -518,14 +518,15 @@ class IncrementalModel:
         ``function(starts, state)`` takes :meth:`_Plan.start_array` rows of :meth:`cover_plan` and a
         :meth:`prepare` state. Traced once per cover size (any stride, fill, photo, batch size) and shared by
         every thread; the caller traces it when nobody else is (``state``: a prepared state to trace with,
-        default a blank one), else waits for the tracer (``wait``) or does not (``wait=False``).
+        default a blank one), else waits for the tracer (``wait``: it also takes over a cover a warm-up queued but
+        has not reached) or does not (``wait=False``: covers a warm-up is tracing or will trace run densely).
         """
         cover = (int(cover[0]), int(cover[1]))
         plan = self.cover_plan(cover)
         why = self.dense_why(plan)
         if why:
             return None, why
-        entry, mine = self._claim(cover)
+        entry, mine = self._claim(cover, queued=wait)
         if mine:
             self._trace(entry, plan, state)
         elif not entry.settled.is_set():
@@ -556,14 +557,17 @@ class IncrementalModel:
                     mine.append(cover)
         return mine
 
-    def _claim(self, cover: tuple[int, int]) -> tuple[_Traced, bool]:
-        """The cover's entry, and whether this thread is the one to trace it."""
+    def _claim(self, cover: tuple[int, int], *, queued: bool) -> tuple[_Traced, bool]:
+        """The cover's entry, and whether this thread is the one to trace it: when nobody asked for it yet,
+        or (``queued``) when a warm-up queued it but has not started it."""
         with self._lock:
-            entry = self._traced.setdefault(cover, _Traced())
-            if entry.state == "queued":
-                entry.state = "tracing"
-                return entry, True
-            return entry, False
+            entry = self._traced.get(cover)
+            if entry is None:
+                entry = self._traced[cover] = _Traced()
+            elif entry.state != "queued" or not queued:
+                return entry, False
+            entry.state = "tracing"
+            return entry, True
 
     def _trace(self, entry: _Traced, plan: _Plan, state: CleanState | None) -> None:
         """Trace and instantiate one plan's function (one cover through it); failures are recorded, not raised."""

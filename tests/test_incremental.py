@@ -250,6 +250,12 @@ def test_mobilenet_v2_incremental_equals_exact(mobilenet_v2):
     assert np.abs(fast.outputs - exact.outputs).max() <= TOLERANCE
     assert fast.target == exact.target
     assert [g["ran"] for g in fast.metadata["incremental_groups"]] == ["incremental"] * 3
+    # fast mode, either engine: the same windows measured, the same numbers (1/16 covers: 14 px)
+    sizes = (0.25, 0.125, 0.0625)
+    dense = sensmap.sensitivity_map(mobilenet_v2, shared_photo("owl.jpg"), sizes=sizes, mode="fast")
+    both = sensmap.sensitivity_map(mobilenet_v2, shared_photo("owl.jpg"), sizes=sizes, mode="fast", engine="auto")
+    np.testing.assert_array_equal(both.measured, dense.measured)
+    assert np.abs(both.outputs - dense.outputs).max() <= TOLERANCE and both.engine == "incremental"
 
 
 @pytest.mark.parametrize(

@@ -215,7 +215,6 @@ class IncrementalModel:
         self.shapes: dict[int, tuple[int, ...]] = {}
         self._cover_plans: dict[tuple[int, int], _Plan] = {}
         self._traced: dict[tuple[int, int], _Traced] = {}  # cover size (rows, cols) px → its compiled function
-        self._affine: dict[int, tuple[tf.Tensor, tf.Tensor]] = {}  # batch norm layer id → (scale, shift)
         self._lock = threading.Lock()
         self._analyse()
         # (tensor, pad value) → (margin rows, margin cols, padded width) of padded clean copies

@@ -529,5 +529,5 @@ def test_incremental_audit_equals_exact_maps(ray_session, dataset, tmp_path):
     for row in list(audit.filter_index(index, status="ok").itertuples())[:6]:
         mapped = audit.load_image_result(index, row.image_id, spec.name)
         alone = sensmap.sensitivity_map(network, sensmap.load_image(row.path), **SETTINGS)
-        assert mapped.metadata["mode"] == "incremental"
+        assert mapped.mode == "exact" and mapped.engine_requested == "incremental"
         np.testing.assert_allclose(mapped.outputs, alone.outputs, atol=1e-4)

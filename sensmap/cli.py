@@ -126,7 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--batch-size", type=int, default=None, help="forward-pass batch size (default: automatic)")
     audit.add_argument("--max-passes", type=int, default=None, help="refuse maps needing more forward passes")
     audit.add_argument("--mode", default="exact", choices=["exact", "incremental", "fast"],
-                       help="as for `map` (incremental: the same maps, each worker traces once)")  # fmt: skip
+                       help="as for `map`: which windows are measured (exact or fast)")  # fmt: skip
+    audit.add_argument("--engine", default=None, choices=["dense", "incremental", "auto"],
+                       help="as for `map`: how each window is computed (incremental and auto give the same maps, "
+                       "each worker tracing once)")  # fmt: skip
     audit.add_argument("--workers", type=int, default=None,
                        help="model actors (default: one per GPU, else one per core up to 4; on a cluster "
                        "without GPUs a quarter of its CPUs)")  # fmt: skip
@@ -378,6 +381,7 @@ def _cmd_audit(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             max_passes=args.max_passes,
             mode=args.mode,
+            engine=args.engine,
             workers=args.workers,
             threads=args.threads,
             address=args.address,

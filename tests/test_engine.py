@@ -420,9 +420,9 @@ TOLERANCE = 1e-4  # probability points: "the same numbers" across engines
 @pytest.fixture
 def every_cover_incremental(monkeypatch):
     """Small networks gain little: make the incremental engine run every cover size on crops."""
-    from sensmap import incremental
+    from sensmap.incremental import planning
 
-    monkeypatch.setattr(incremental, "MIN_USEFUL_SPEEDUP", 0.0)
+    monkeypatch.setattr(planning, "MIN_USEFUL_SPEEDUP", 0.0)
 
 
 @pytest.mark.parametrize(

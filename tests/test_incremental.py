@@ -11,7 +11,8 @@ from conftest import build_random_cnn, build_zoo_model, shared_photo
 
 import sensmap
 from sensmap import incremental
-from sensmap.incremental import AxisGeometry, IncrementalModel
+from sensmap.incremental import AxisGeometry, IncrementalModel, planning
+from sensmap.incremental import layers as incremental_layers
 
 TOLERANCE = 1e-4  # probability points; the issue's bound for "same numbers as exact"
 
@@ -75,7 +76,7 @@ def _both(network, image, **options):
     ("size", "fill"), [((37, 53), "gray"), ((64, 48), "blur"), ((9, 11), (255, 0, 0)), ((23, 23), "mean")]
 )
 def test_zoo_model_matches_dense(size, fill, monkeypatch):
-    monkeypatch.setattr(incremental, "MIN_USEFUL_SPEEDUP", 0.0)  # run every group on crops
+    monkeypatch.setattr(planning, "MIN_USEFUL_SPEEDUP", 0.0)  # run every group on crops
     network = sensmap.load_model(build_zoo_model(*size, seed=sum(size)), preprocess="none")
     image = np.random.default_rng(0).uniform(0, 255, (size[0] + 5, size[1] - 3, 3)).astype(np.float32)
     exact, fast = _both(network, image, sizes=(0.5, 0.25, 0.1), stride=0.5, fill=fill, batch_size=16)
@@ -109,7 +110,7 @@ def build_modern_model(height: int, width: int, seed: int = 0):
 
 @pytest.mark.parametrize("size", [(36, 44), (17, 23)])
 def test_modern_layers_match_dense(size, monkeypatch):
-    monkeypatch.setattr(incremental, "MIN_USEFUL_SPEEDUP", 0.0)
+    monkeypatch.setattr(planning, "MIN_USEFUL_SPEEDUP", 0.0)
     network = sensmap.load_model(build_modern_model(*size, seed=7), preprocess="none")
     model = IncrementalModel(network)
     kinds = {type(step.layer).__name__: step.kind for step in model.steps}
@@ -123,8 +124,8 @@ def test_modern_layers_match_dense(size, monkeypatch):
 
 @pytest.mark.parametrize("fraction", [0.0, 0.2, 1.0])
 def test_dense_switch_point_does_not_change_numbers(fraction, monkeypatch):
-    monkeypatch.setattr(incremental, "MIN_USEFUL_SPEEDUP", 0.0)
-    monkeypatch.setattr(incremental, "DENSE_FRACTION", fraction)
+    monkeypatch.setattr(planning, "MIN_USEFUL_SPEEDUP", 0.0)
+    monkeypatch.setattr(planning, "DENSE_FRACTION", fraction)
     network = sensmap.load_model(build_zoo_model(40, 40, seed=5), preprocess="none")
     image = np.random.default_rng(1).uniform(0, 255, (40, 40, 3)).astype(np.float32)
     exact, fast = _both(network, image, sizes=(0.3, 0.15), stride=0.5)
@@ -171,7 +172,7 @@ def _count_traces(monkeypatch) -> list[tuple[int, int]]:
 
 def test_traced_functions_are_reused_across_photos_strides_fills_batch_sizes_and_modes(monkeypatch):
     """One trace per cover size in pixels: other photos, strides, fills, batch sizes and fast mode reuse it."""
-    monkeypatch.setattr(incremental, "MIN_USEFUL_SPEEDUP", 0.0)
+    monkeypatch.setattr(planning, "MIN_USEFUL_SPEEDUP", 0.0)
     traced = _count_traces(monkeypatch)
     network = sensmap.load_model(build_random_cnn(48, 64, classes=5, seed=4), preprocess="unit")
     exact, fast = _both(network, shared_photo("pets.jpg"), sizes=(0.25, 0.125), stride=0.5)
@@ -273,13 +274,13 @@ def test_which_keras_applications_gain(name, gains, reason):
     model = IncrementalModel(network)
     assert reason in model.dense_reason()
     finest = window_grids(*network.input_size, (0.125,), 0.5)[0]
-    assert (model.estimated_speedup(model.plan(finest.boxes)) >= incremental.MIN_USEFUL_SPEEDUP) == gains
+    assert (model.estimated_speedup(model.plan(finest.boxes)) >= planning.MIN_USEFUL_SPEEDUP) == gains
 
 
-def _dense_fallback(monkeypatch, method: str, error: Exception) -> dict:
-    """The one group record of an incremental map whose ``IncrementalModel.<method>`` raises ``error``;
+def _dense_fallback(monkeypatch, owner, name: str, error: Exception) -> dict:
+    """The one group record of an incremental map whose ``owner.<name>`` raises ``error``;
     the map must still equal the exact one."""
-    monkeypatch.setattr(incremental, "MIN_USEFUL_SPEEDUP", 0.0)
+    monkeypatch.setattr(planning, "MIN_USEFUL_SPEEDUP", 0.0)
     network = sensmap.load_model(build_random_cnn(24, 30, seed=6), preprocess="unit")
     image = np.random.default_rng(5).uniform(0, 255, (24, 30, 3)).astype(np.float32)
     exact = sensmap.sensitivity_map(network, image, sizes=(0.25,), stride=0.5)
@@ -287,7 +288,7 @@ def _dense_fallback(monkeypatch, method: str, error: Exception) -> dict:
     def broken(*args, **kwargs):
         raise error
 
-    monkeypatch.setattr(IncrementalModel, method, broken)
+    monkeypatch.setattr(owner, name, broken)
     fast = sensmap.sensitivity_map(network, image, sizes=(0.25,), stride=0.5, mode="incremental")
     np.testing.assert_allclose(fast.outputs, exact.outputs, atol=TOLERANCE)
     (group,) = fast.metadata["incremental_groups"]
@@ -296,12 +297,12 @@ def _dense_fallback(monkeypatch, method: str, error: Exception) -> dict:
 
 
 def test_a_graph_the_analysis_cannot_handle_runs_dense_with_exact_numbers(monkeypatch):
-    group = _dense_fallback(monkeypatch, "prepare", ValueError("unexpected layer wiring"))
+    group = _dense_fallback(monkeypatch, IncrementalModel, "prepare", ValueError("unexpected layer wiring"))
     assert "analysis failed (ValueError: unexpected layer wiring)" in group["why"]
 
 
 def test_a_layer_that_fails_to_trace_on_crops_runs_dense(monkeypatch):
-    group = _dense_fallback(monkeypatch, "_window", NotImplementedError("no crop kernel"))
+    group = _dense_fallback(monkeypatch, incremental_layers, "_window", NotImplementedError("no crop kernel"))
     assert "tracing failed (NotImplementedError: no crop kernel)" in group["why"]
 
 
@@ -310,7 +311,7 @@ def test_one_shared_network_serves_several_threads_incrementally(monkeypatch):
     ones tracing, beside a warm-up) stay exact, and each cover size is traced once for all of them."""
     from concurrent.futures import ThreadPoolExecutor
 
-    monkeypatch.setattr(incremental, "MIN_USEFUL_SPEEDUP", 0.0)
+    monkeypatch.setattr(planning, "MIN_USEFUL_SPEEDUP", 0.0)
     traced = _count_traces(monkeypatch)
     network = sensmap.load_model(build_random_cnn(24, 24, classes=4, seed=9), preprocess="unit")
     rng = np.random.default_rng(7)
@@ -358,7 +359,7 @@ def _until(condition, seconds: float = 30.0) -> None:
 
 
 def test_auto_runs_dense_while_a_warm_up_traces_and_incremental_waits_for_it(monkeypatch):
-    monkeypatch.setattr(incremental, "MIN_USEFUL_SPEEDUP", 0.0)
+    monkeypatch.setattr(planning, "MIN_USEFUL_SPEEDUP", 0.0)
     release = _blocked_tracing(monkeypatch)
     network = sensmap.load_model(build_zoo_model(33, 45, seed=3), preprocess="none")
     image = np.random.default_rng(8).integers(0, 256, (33, 45, 3), dtype=np.uint8)

@@ -228,6 +228,9 @@ class Network:
         """Why incremental mode cannot run on this network (every cover then runs densely); "" when it can."""
         return ""
 
+    def require_keras(self, what: str) -> None:
+        """Raise a :class:`ModelError` when ``what`` (e.g. ``"Grad-CAM"``) needs Keras layers this network lacks."""
+
     @property
     def compiled_predict(self) -> Callable[[tf.Tensor], tf.Tensor]:
         """The compiled call (a ``tf.function`` traced once for any batch size)."""

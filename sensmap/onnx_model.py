@@ -44,6 +44,12 @@ class OnnxNetwork(Network):
     def incremental_unsupported(self) -> str:
         return INCREMENTAL_REASON
 
+    def require_keras(self, what: str) -> None:
+        raise ModelError(
+            f"{self.name}: {what} needs a Keras model's layers and gradients; ONNX networks make occlusion maps "
+            "(exact or fast) and RISE maps"
+        )
+
     @property
     def compiled_predict(self) -> Callable[[tf.Tensor], tf.Tensor]:
         """Preprocessing (compiled), ONNX Runtime, activation: raw pixels ``(n, H, W, 3)`` → outputs ``(n, k)``."""

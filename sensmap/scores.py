@@ -143,6 +143,15 @@ def check_score(score: str | ScoreFunction | Score, output_kind: str) -> Score:
     return resolved
 
 
+def probability_score(score: str | ScoreFunction | Score | None, what: str) -> str:
+    """``probability`` (also for None) or ``log-odds`` (validated), else a :class:`ParameterError` saying that
+    ``what`` (a map method) explains the class probability only."""
+    kind = "probability" if score is None else resolve_score(score).kind
+    if kind not in ("probability", "log-odds"):
+        raise ParameterError(f"{what} explains the class probability or its log-odds; the {kind} score needs occlusion")
+    return kind
+
+
 def output_activation(kind: str | ScoreFunction | Score) -> str:
     """What turns the network's raw outputs into the values a score reads: ``"softmax"`` (probability,
     log-odds), ``"sigmoid"`` (sigmoid) or ``"none"`` (logit, similarity, custom)."""

@@ -402,3 +402,18 @@ def test_mobilenet_v2_maps_through_onnx_equal_the_keras_maps(mobilenet_v2, mobil
         assert np.abs(onnx_map.support - keras_map.support).max() <= 1e-4, mode
         if mode == "fast":
             assert onnx_map.approximate and np.array_equal(onnx_map.measured, keras_map.measured)
+
+
+def test_per_pixel_methods_on_onnx_networks(classifier):
+    from sensmap.methods import explain
+
+    network = sensmap.load_model(classifier)
+    photo = np.zeros((40, 48, 3), np.uint8)
+    photo[13:26] = 255
+    rise = explain(network, photo, method="rise", masks=40, grid=4, seed=1)
+    assert rise.method == "rise" and rise.target == 1 and rise.support.shape == (40, 48)
+    assert rise.support[13:26].mean() > rise.support[:13].mean(), "covering the bright middle band lowers 'middle'"
+    with pytest.raises(ModelError, match="Grad-CAM needs a Keras model's layers and gradients"):
+        explain(network, photo, method="gradcam")
+    with pytest.raises(ParameterError, match="RISE explains the class probability or its log-odds"):
+        explain(network, photo, method="rise", masks=8, score="logit")

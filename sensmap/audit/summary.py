@@ -15,7 +15,7 @@ import numpy as np
 
 from .. import __version__
 from ..images import load_image
-from ..scores import unit
+from ..scores import unit as score_unit
 from .folder import MEANS_FILE, SUMMARY_HTML, SUMMARY_PNG, _atomic_write, _now
 from .index import (
     SUMMARY_CLASSES,
@@ -34,7 +34,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def _unit(score_kind: str) -> tuple[float, str]:
-    return unit(score_kind)
+    return score_unit(score_kind)
 
 
 def class_means_figure(means: Sequence[ClassMean], *, limit: float | None = None, columns: int = 6) -> go.Figure:

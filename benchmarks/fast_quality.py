@@ -105,8 +105,8 @@ def top_iou(exact: np.ndarray, approx: np.ndarray, fraction: float = TOP_FRACTIO
 
 def simulate(
     outputs: np.ndarray, reference: np.ndarray, target: int, grids: list, speedup: float
-) -> tuple[np.ndarray, int, float]:
-    """Fast map support (H, W), passes and planning seconds, from an exact run's outputs on ``grids``.
+) -> tuple[np.ndarray, FastPlan, float]:
+    """Fast map support (H, W), the finished plan and planning seconds, from an exact run's outputs on ``grids``.
 
     Drives FastPlan as :func:`sensmap.engine.run_fast` does: a "forward pass" looks up the cached
     output of the window asked for; ``fill`` gets the support of every class, NaN where not measured.
@@ -119,7 +119,7 @@ def simulate(
     seen = np.where(plan.measured[:, None], support_all, np.nan)
     filled = plan.fill(seen)
     seconds = time.perf_counter() - started
-    return support_maps(filled[:, target], grids).mean(axis=0), plan.passes, seconds
+    return support_maps(filled[:, target], grids).mean(axis=0), plan, seconds
 
 
 def evaluate(
@@ -138,12 +138,12 @@ def evaluate(
         outputs = run["outputs"][rows_of_map]
         exact_support = reference[target].astype(np.float64) - outputs[:, target].astype(np.float64)
         exact = support_maps(exact_support, grids).mean(axis=0)
-        approx, passes, seconds = simulate(outputs, reference, target, grids, speedup)
+        approx, plan, seconds = simulate(outputs, reference, target, grids, speedup)
         ssim = float(structural_similarity(exact, approx, data_range=exact.max() - exact.min()))
         rows.append(
             {
                 "photo": name,
-                "passes": passes,
+                "passes": plan.passes,
                 "windows": len(outputs),
                 "ssim": ssim,
                 "iou": top_iou(exact, approx),

@@ -34,6 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from sensmap.fast import FastPlan, default_speedup  # noqa: E402
+from sensmap.metrics import top_iou  # noqa: E402
 from sensmap.result import support_maps  # noqa: E402
 from sensmap.windows import window_grids  # noqa: E402
 
@@ -96,13 +97,6 @@ def map_rows(side: int, sizes: tuple[float, ...]) -> np.ndarray:
     return np.concatenate(parts)
 
 
-def top_iou(exact: np.ndarray, approx: np.ndarray, fraction: float = TOP_FRACTION) -> float:
-    n = int(round(fraction * exact.size))
-    a = np.argsort(-exact.ravel(), kind="stable")[:n]
-    b = np.argsort(-approx.ravel(), kind="stable")[:n]
-    return len(np.intersect1d(a, b)) / len(np.union1d(a, b))
-
-
 def simulate(
     outputs: np.ndarray, reference: np.ndarray, target: int, grids: list, speedup: float
 ) -> tuple[np.ndarray, FastPlan, float]:
@@ -146,7 +140,7 @@ def evaluate(
                 "passes": plan.passes,
                 "windows": len(outputs),
                 "ssim": ssim,
-                "iou": top_iou(exact, approx),
+                "iou": top_iou(exact, approx, TOP_FRACTION),
                 "plan_s": seconds,
             }
         )

@@ -26,7 +26,6 @@ from PIL import Image
 from . import __version__
 from .errors import ParameterError
 from .figures import MUTED, TEXT, Line, Sheet, png_bytes
-from .filenames import ascii_text as ascii_text  # re-exported: the audit's summary PNG uses it
 from .filenames import report_filename as report_filename  # re-exported for the dashboard
 from .filenames import safe_name as safe_name  # re-exported for the dashboard and the audit
 from .filenames import utc

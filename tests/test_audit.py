@@ -278,6 +278,24 @@ def test_index_filters_means_and_summary_from_files(tmp_path):
         audit.open_audit(tmp_path)
 
 
+def test_summary_png_prints_names_as_the_dashboard_shows_them(tmp_path, monkeypatch):
+    """The summary PNG is drawn with sensmap.figures (DejaVu Sans): network names keep their α and ×."""
+    from sensmap import figures
+
+    root = fake_audit(tmp_path / "audit α")
+    state = json.loads((root / audit.AUDIT_JSON).read_text())
+    state["models"]["toy"]["network"] = "MobileNet α0.25 128×128"
+    (root / audit.AUDIT_JSON).write_text(json.dumps(state))
+    drawn = []
+    original = figures.Sheet.text
+    monkeypatch.setattr(figures.Sheet, "text", lambda self, x, y, text, *a, **k: drawn.append(str(text))
+                        or original(self, x, y, text, *a, **k))  # fmt: skip
+    png = audit.summary._summary_png(audit.rebuild_index(root), [("toy", {"predicted": [], "label": []}, [])])
+    assert "sensmap dataset audit: audit α" in drawn
+    assert any(line.startswith("MobileNet α0.25 128×128: 9 images mapped") for line in drawn)
+    assert Image.open(io.BytesIO(png)).size[0] == 1280
+
+
 def test_cli_audit_user_errors_exit_2_without_ray(tmp_path, capsys):
     from sensmap.cli import main
 

@@ -29,7 +29,10 @@ from .index import (
 from .inputs import BOX_COLUMNS
 
 if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
     import plotly.graph_objects as go
+
+    from ..figures import Sheet
 
 
 def _unit(score_kind: str) -> tuple[float, str]:
@@ -71,11 +74,23 @@ def class_means_figure(means: Sequence[ClassMean], *, limit: float | None = None
     return fig
 
 
-def _map_rgb(values: np.ndarray, limit: float) -> np.ndarray:
+def _map_tile(values: np.ndarray, limit: float, side: int) -> np.ndarray:
+    """A map (network grid) in the diverging colours on ``±limit``, resized (bilinear) so its long side is ``side``
+    pixels, with a 1-pixel frame in the rule colour: ``(h, w, 3)`` uint8."""
+    from PIL import Image
+
+    from ..figures import RULE
     from ..render import diverging_rgba
 
     rgb, _ = diverging_rgba(values, limit)
-    return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+    tile = Image.fromarray(np.clip(np.rint(rgb), 0, 255).astype(np.uint8))
+    scale = side / max(tile.size)
+    size = (max(1, round(tile.width * scale)), max(1, round(tile.height * scale)))
+    pixels = np.array(tile.resize(size, Image.Resampling.BILINEAR))
+    frame = tuple(int(RULE[i : i + 2], 16) for i in (1, 3, 5))
+    pixels[[0, -1], :] = frame
+    pixels[:, [0, -1]] = frame
+    return pixels
 
 
 def _suspect_thumbnail(audit: AuditIndex, row: Any, side: int = 200) -> np.ndarray | None:
@@ -114,105 +129,80 @@ def _counts_line(audit: AuditIndex, model: str) -> str:
     return f"{network}: {ok} images mapped, {errors} errors{accuracy}"
 
 
-_PNG_TILE = 132
+_PNG_TILE = 132  # side of a tile (mean map or suspect thumbnail), pixels
+_PNG_GAP = 12  # between tiles, pixels
+_PNG_CAPTION = 60  # below a tile: its name and two lines of notes, pixels
 _PNG_MARGIN = 24
 _PNG_WIDTH = 1280
 
 
+def _tiles(sheet: Sheet, y: float, tiles: Sequence[tuple[np.ndarray | None, str, str, str]]) -> float:
+    """Tiles ``(pixels or None, name, note, note)`` in rows across the page, each captioned with its name and two
+    muted lines; returns the y below."""
+    from ..figures import MUTED, TEXT
+
+    per_row = (_PNG_WIDTH - 2 * _PNG_MARGIN) // (_PNG_TILE + _PNG_GAP)
+    for i, (pixels, name, *notes) in enumerate(tiles):
+        x = _PNG_MARGIN + (i % per_row) * (_PNG_TILE + _PNG_GAP)
+        top = y + (i // per_row) * (_PNG_TILE + _PNG_CAPTION)
+        if pixels is not None:
+            sheet.image(x, top, pixels)
+        below = sheet.text(x, top + _PNG_TILE + 4, name, 13, TEXT, width=_PNG_TILE)
+        for note in notes:
+            below = sheet.text(x, below, note, 11, MUTED, width=_PNG_TILE)
+    return y + math.ceil(len(tiles) / per_row) * (_PNG_TILE + _PNG_CAPTION)
+
+
+def _png_means(sheet: Sheet, y: float, by: str, means: Sequence[ClassMean]) -> float:
+    from ..figures import TEXT
+    from ..render import format_value, symmetric_limit
+
+    factor, unit = _unit(means[0].score_kind)
+    limit = symmetric_limit(*(m.mean for m in means))
+    width = _PNG_WIDTH - 2 * _PNG_MARGIN
+    heading = f"Mean support map per {'predicted class' if by == 'predicted' else 'label'} (network grid; most " \
+              "frequent first)"  # fmt: skip
+    y = sheet.text(_PNG_MARGIN, y, heading, 16, TEXT, width)
+    y = sheet.colour_bar(_PNG_MARGIN, y + 6, 420, limit * factor, unit) + 12
+    tiles = [(_map_tile(m.mean, limit, _PNG_TILE), m.value, f"{m.count} image{'s' if m.count != 1 else ''}",
+              f"peak {format_value(m.mean.max() * factor, unit)}") for m in means]  # fmt: skip
+    return _tiles(sheet, y, tiles) + 30
+
+
+def _png_suspects(sheet: Sheet, y: float, audit: AuditIndex, suspects: pd.DataFrame) -> float:
+    from ..figures import TEXT
+
+    heading = "Shortcut suspects: share of the positive support outside the box (green)"
+    y = sheet.text(_PNG_MARGIN, y, heading, 16, TEXT, _PNG_WIDTH - 2 * _PNG_MARGIN) + 14
+    tiles = [(_suspect_thumbnail(audit, row, _PNG_TILE), row["image_id"],
+              f"{row['outside_share']:.0%} of support outside", f"{row['outside_area']:.0%} of the area")
+             for _, row in suspects.iterrows()]  # fmt: skip
+    return _tiles(sheet, y, tiles)
+
+
 def _summary_png(audit: AuditIndex, sections) -> bytes:
-    from PIL import Image, ImageDraw, ImageFont
+    """The summary page (matplotlib, :class:`sensmap.figures.Sheet`): settings, then per network its counts, mean
+    maps per predicted class and per label, and shortcut suspects. Names are printed as given."""
+    from ..figures import MUTED, TEXT, Sheet
+    from ..render import COLOUR_CAPTION
 
-    from ..images import to_png_bytes
-    from ..render import symmetric_limit
-    from ..report import ascii_text
-
-    def font(size: int):
-        return ImageFont.load_default(size=size)
-
-    per_row = (_PNG_WIDTH - 2 * _PNG_MARGIN) // (_PNG_TILE + 12)
-    blocks: list[tuple[str, Any]] = [("title", None)]
+    sheet = Sheet(_PNG_WIDTH)
+    width = _PNG_WIDTH - 2 * _PNG_MARGIN
+    settings = audit.settings
+    y = sheet.text(_PNG_MARGIN, _PNG_MARGIN, f"sensmap dataset audit: {audit.root.name}", 26, TEXT, width)
+    line = (f"sizes {settings.get('sizes')}, stride {settings.get('stride')}, fill {settings.get('fill')}, score "
+            f"{settings.get('score')}, fit {settings.get('fit')}. Colours: {COLOUR_CAPTION}.")  # fmt: skip
+    y = sheet.paragraph(_PNG_MARGIN, y + 2, line, width, 13, MUTED)
     for model, groups, suspects in sections:
-        blocks.append(("model", model))
+        y = sheet.rule(y + 4, _PNG_MARGIN, _PNG_WIDTH - _PNG_MARGIN)
+        y = sheet.text(_PNG_MARGIN, y + 10, _counts_line(audit, model), 20, TEXT, width) + 16
         for by, means in groups.items():
             if means:
-                blocks.append(("means", (by, means)))
+                y = _png_means(sheet, y, by, means)
         if len(suspects):
-            blocks.append(("suspects", suspects))
-    height = _PNG_MARGIN
-    for kind, payload in blocks:
-        if kind in ("title", "model"):
-            height += 56
-        elif kind == "means":
-            height += 40 + math.ceil(len(payload[1]) / per_row) * (_PNG_TILE + 44) + 30
-        else:
-            height += 40 + math.ceil(len(payload) / per_row) * (_PNG_TILE + 44)
-    canvas = Image.new("RGB", (_PNG_WIDTH, height + _PNG_MARGIN), (255, 255, 255))
-    draw = ImageDraw.Draw(canvas)
-
-    def text(xy, value, size=14, fill=(33, 37, 41), width=None):
-        line = ascii_text(value)
-        if width is not None:
-            while line and draw.textlength(line, font=font(size)) > width:
-                line = line[:-2] + "…" if len(line) > 2 else ""
-        draw.text(xy, line.replace("…", "..."), font=font(size), fill=fill)
-
-    y = _PNG_MARGIN
-    for kind, payload in blocks:
-        if kind == "title":
-            text((_PNG_MARGIN, y), f"sensmap dataset audit: {audit.root.name}", 26)
-            settings = audit.settings
-            text(
-                (_PNG_MARGIN, y + 32),
-                f"sizes {settings.get('sizes')}, stride {settings.get('stride')}, fill "
-                f"{settings.get('fill')}, score {settings.get('score')}, fit {settings.get('fit')}. Red: covering "
-                "lowers the class score (the area supports it); blue: covering raises it.",
-                13,
-                (108, 117, 125),
-            )
-            y += 56
-        elif kind == "model":
-            draw.line([(_PNG_MARGIN, y), (_PNG_WIDTH - _PNG_MARGIN, y)], fill=(206, 212, 218))
-            text((_PNG_MARGIN, y + 10), _counts_line(audit, payload), 20)
-            y += 56
-        elif kind == "means":
-            by, means = payload
-            factor, unit = _unit(means[0].score_kind)
-            limit = symmetric_limit(*(m.mean for m in means))
-            scale = f"-{limit * factor:.1f}..+{limit * factor:.1f} {unit}"
-            text(
-                (_PNG_MARGIN, y),
-                f"Mean support map per {'predicted class' if by == 'predicted' else 'label'} "
-                f"(network grid; colour scale {scale}; most frequent first)",
-                16,
-            )
-            y += 40
-            for i, mean in enumerate(means):
-                x = _PNG_MARGIN + (i % per_row) * (_PNG_TILE + 12)
-                top = y + (i // per_row) * (_PNG_TILE + 44)
-                tile = Image.fromarray(_map_rgb(mean.mean, limit))
-                scale = _PNG_TILE / max(tile.size)
-                tile = tile.resize((max(1, round(tile.width * scale)), max(1, round(tile.height * scale))),
-                                   Image.Resampling.BILINEAR)  # fmt: skip
-                canvas.paste(tile, (x, top))
-                draw.rectangle([x, top, x + tile.width - 1, top + tile.height - 1], outline=(206, 212, 218))
-                text((x, top + _PNG_TILE + 4), mean.value, 13, width=_PNG_TILE)
-                text((x, top + _PNG_TILE + 21), f"{mean.count} images, peak {mean.mean.max() * factor:+.1f} {unit}",
-                     11, (108, 117, 125), width=_PNG_TILE)  # fmt: skip
-            y += math.ceil(len(means) / per_row) * (_PNG_TILE + 44) + 30
-        else:
-            text((_PNG_MARGIN, y), "Shortcut suspects: share of the positive support outside the box (green)", 16)
-            y += 40
-            for i, (_, row) in enumerate(payload.iterrows()):
-                x = _PNG_MARGIN + (i % per_row) * (_PNG_TILE + 12)
-                top = y + (i // per_row) * (_PNG_TILE + 44)
-                thumb = _suspect_thumbnail(audit, row, _PNG_TILE)
-                if thumb is not None:
-                    canvas.paste(Image.fromarray(thumb), (x, top))
-                text((x, top + _PNG_TILE + 4), row["image_id"], 13, width=_PNG_TILE)
-                text((x, top + _PNG_TILE + 21), f"{row['outside_share']:.0%} outside ({row['outside_area']:.0%} area)",
-                     11, (108, 117, 125), width=_PNG_TILE)  # fmt: skip
-            y += math.ceil(len(payload) / per_row) * (_PNG_TILE + 44)
-    return to_png_bytes(np.asarray(canvas))
+            y = _png_suspects(sheet, y, audit, suspects)
+    sheet.pad(y + _PNG_MARGIN)
+    return sheet.png()
 
 
 _HTML_CSS = """

@@ -87,9 +87,10 @@ TOY_NETWORKS = {
 }
 
 
-def fake_audit(root: Path, count: int = 9, models: tuple[str, ...] = ("toy",)) -> Path:
+def fake_audit(root: Path, count: int = 9, models: tuple[str, ...] = ("toy",), unlabelled: int = 0) -> Path:
     """An audit folder written without Ray or TensorFlow: what the workers write, from synthetic results (one
-    network, or several of :data:`TOY_NETWORKS`); no index (``rebuild_index`` writes it) and no pair table."""
+    network, or several of :data:`TOY_NETWORKS`; the last ``unlabelled`` images without a label); no index
+    (``rebuild_index`` writes it) and no pair table."""
     settings = {"sizes": [0.5, 0.25], "stride": 0.5, "fill": "gray", "score": "probability", "fit": "squash",
                 "target": None}  # fmt: skip
     state = {"settings": settings, "models": {model: {"network": model} for model in models}}
@@ -104,7 +105,7 @@ def fake_audit(root: Path, count: int = 9, models: tuple[str, ...] = ("toy",)) -
         network = StubNetwork(classes)
         for i in range(count):
             result = synthetic_result(i + 1000 * number, grid, classes, model)
-            label = ("cat", "dog", "zebra")[i % 3]  # "zebra" is not a class of the network
+            label = ("cat", "dog", "zebra")[i % 3] if i < count - unlabelled else None  # "zebra": no class of it
             box = [0.1, 0.2, 0.6, 0.7] if i % 2 == 0 else None
             record = {"image_id": f"img/{i}", "path": str(photo), "label": label, "box": box, "model": model,
                       "network": model}  # fmt: skip
@@ -320,7 +321,7 @@ def assert_pairs_agree(index, pairs, rows=None) -> None:
 def test_two_networks_pair_table_equals_agreement_of_the_compared_maps(tmp_path):
     """A folder as the previous version wrote it (index, no pair table): the pair table is computed from the maps,
     written beside the index, reused while the index is the same, recomputed when it changes."""
-    root = fake_audit(tmp_path / "audit", count=12, models=("toy", "toy2"))
+    root = fake_audit(tmp_path / "audit", count=14, models=("toy", "toy2"), unlabelled=2)
     index = audit.rebuild_index(root)
     assert not (root / audit.PAIRS_FILE).exists()
     assert audit.model_pairs(index) == [("toy", "toy2")]
@@ -338,12 +339,13 @@ def test_two_networks_pair_table_equals_agreement_of_the_compared_maps(tmp_path)
     audit.pair_table(audit.rebuild_index(root))  # a new index: the table is computed again
     assert (root / audit.PAIRS_FILE).stat().st_mtime_ns != written
 
+    assert pairs["label"].isna().sum() == 2
     rows = audit.pairs_of(pairs, "toy", "toy2")
-    assert rows["spearman"].is_monotonic_increasing and len(rows) == 12
+    assert rows["spearman"].is_monotonic_increasing and len(rows) == 14
     numbers = audit.pair_numbers(rows)
     assert numbers["mean_spearman"] == pytest.approx(pairs["spearman"].mean())
-    assert numbers["same_top1"] == int(pairs["same_top1"].sum()) and numbers["images"] == 12
-    assert "12 images mapped by both" in audit.pair_text(index, "toy", "toy2", rows)
+    assert numbers["same_top1"] == int(pairs["same_top1"].sum()) and numbers["images"] == 14
+    assert "14 images mapped by both" in audit.pair_text(index, "toy", "toy2", rows)
     result_a, result_b = audit.pair_results(index, rows["image_id"].iloc[0], "toy", "toy2")
     assert result_b.target_name == rows["class_b"].iloc[0]
 
@@ -352,7 +354,7 @@ def test_two_networks_pair_table_equals_agreement_of_the_compared_maps(tmp_path)
     for mean in means:
         np.testing.assert_allclose(mean.mean, audit.class_mean_map(index, mean.model, mean.value, by="label").mean)
     figure = audit.agreement_figure(rows, "label", "top_iou")
-    assert sorted(len(trace.y) for trace in figure.data) == [4, 4, 4]
+    assert sorted(len(trace.y) for trace in figure.data) == [2, 4, 4, 4]  # the 2 unlabelled: "–"
 
 
 def test_summary_compares_two_networks(tmp_path, monkeypatch):

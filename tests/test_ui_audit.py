@@ -88,7 +88,7 @@ def page_texts(app: AppTest) -> list[str]:
 
 def two_network_audit(root: Path) -> Path:
     """A two-network audit as the previous version left it: an index, a last run, no pair table."""
-    folder = fake_audit(root, count=12, models=("toy", "toy2"))
+    folder = fake_audit(root, count=12, models=("toy", "toy2"), unlabelled=2)
     audit.rebuild_index(folder)
     state = json.loads((folder / audit.AUDIT_JSON).read_text())
     state["last_run"] = {"finished": "2026-11-26T14:15:00+00:00", "complete": True, "out_dir": str(folder),

@@ -24,6 +24,7 @@ from .index import (
     AuditIndex,
     ClassMean,
     _as_index,
+    _present,
     _to_pandas,
     class_counts,
     class_means,
@@ -69,23 +70,30 @@ def pair_results(
     return result_a, result_b
 
 
+def _text(row: dict[str, Any], column: str) -> str | None:
+    """A text cell of an index row; ``None`` where the index has none (pandas gives NaN or NA)."""
+    value = row.get(column)
+    return str(value) if _present(value) else None
+
+
 def _pair_row(audit: AuditIndex, image_id: str, model_a: str, model_b: str, rows: dict[str, Any]) -> dict[str, Any]:
     from ..render import photo_agreement
 
     result_a, result_b = pair_results(audit, image_id, model_a, model_b)
     numbers = photo_agreement(result_a, result_b)
-    top_a, top_b = rows[model_a]["predicted_name"], rows[model_b]["predicted_name"]
+    top_a, top_b = _text(rows[model_a], "predicted_name"), _text(rows[model_b], "predicted_name")
+    label = _text(rows[model_a], "label")
     return {
         "image_id": image_id,
         "model_a": model_a,
         "model_b": model_b,
-        "label": rows[model_a]["label"],
+        "label": label,
         "class_name": result_a.target_name,
         "class_b": result_b.target_name,
         "same_class": result_a.target_name == result_b.target_name,
         "predicted_name_a": top_a,
         "predicted_name_b": top_b,
-        "same_top1": top_a == top_b,
+        "same_top1": top_a == top_b if top_a is not None and top_b is not None else None,
         "spearman": numbers["spearman"],
         "top_iou": numbers["top_iou"],
         "q": numbers["q"],

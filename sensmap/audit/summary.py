@@ -287,14 +287,16 @@ def _png_pair(sheet: Sheet, y: float, audit: AuditIndex, pair) -> float:
         y = _tiles(sheet, y, tiles) + 30
     different = rows.head(_PNG_PAIR_IMAGES)
     if len(different):
-        y = sheet.text(_PNG_MARGIN, y, "Where the two networks look most differently (lowest Spearman): each photo "
-                       "with both maps on one colour scale", 16, TEXT, width) + 14  # fmt: skip
+        heading = "Where the two networks look most differently (lowest Spearman ρ): both maps on one colour scale"
+        y = sheet.text(_PNG_MARGIN, y, heading, 16, TEXT, width)
+        y = sheet.text(_PNG_MARGIN, y, f"left: {audit.network(model_a)}, right: {audit.network(model_b)}", 14,
+                       MUTED, width) + 10  # fmt: skip
         tiles = []
         for row in different.itertuples():
             thumbs = pair_thumbnails(audit, row.image_id, model_a, model_b, _PNG_TILE)
-            tiles.append((thumbs[0], row.image_id, f"{model_a}: {row.predicted_name_a}",
-                          f"Spearman {row.spearman:+.2f}, IoU {row.top_iou:.2f}"))  # fmt: skip
-            tiles.append((thumbs[1], "", f"{model_b}: {row.predicted_name_b}", f"map for '{row.class_b}'"))
+            tiles.append((thumbs[0], row.image_id, f"map for {row.class_name}", f"top-1 {row.predicted_name_a}"))
+            tiles.append((thumbs[1], f"ρ {row.spearman:+.2f} · IoU {row.top_iou:.2f}", f"map for {row.class_b}",
+                          f"top-1 {row.predicted_name_b}"))  # fmt: skip
         y = _tiles(sheet, y, tiles) + 16
     return y
 

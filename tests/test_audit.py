@@ -631,11 +631,16 @@ def test_npz_files_keep_the_index_row(tmp_path):
     assert os.path.basename(path) == "img%2F0.npz"
 
 
-def test_audit_settings_carry_the_engine_mode():
+def test_audit_settings_carry_the_mode_and_the_engine():
     exact, incremental, fast = (audit.AuditSettings.make(**SETTINGS, mode=m) for m in ("exact", "incremental", "fast"))
-    assert incremental.mode == "incremental" and fast.mode == "fast"
-    # incremental maps are exact maps: an audit folder may be resumed in either mode, not in fast mode
-    assert exact.identity() == incremental.identity() != fast.identity()
+    assert (incremental.mode, incremental.engine) == ("exact", "incremental") and fast.mode == "fast"
+    auto, fast_incremental = (audit.AuditSettings.make(**SETTINGS, mode=m, engine="auto") for m in ("exact", "fast"))
+    assert (exact.engine, auto.engine, fast_incremental.engine) == ("dense", "auto", "auto")
+    # every engine gives exact's maps: an audit folder may be resumed with any engine, not in fast mode
+    assert exact.identity() == incremental.identity() == auto.identity() != fast.identity()
+    assert fast.identity() == fast_incremental.identity()
+    with pytest.raises(ParameterError, match="exact mode with the incremental engine"):
+        audit.AuditSettings.make(mode="incremental", engine="dense")
     with pytest.raises(ParameterError, match="unknown mode"):
         audit.AuditSettings.make(mode="turbo")
 
@@ -653,5 +658,5 @@ def test_incremental_audit_equals_exact_maps(ray_session, dataset, tmp_path):
     for row in list(audit.filter_index(index, status="ok").itertuples())[:6]:
         mapped = audit.load_image_result(index, row.image_id, spec.name)
         alone = sensmap.sensitivity_map(network, sensmap.load_image(row.path), **SETTINGS)
-        assert mapped.metadata["mode"] == "incremental"
+        assert mapped.mode == "exact" and mapped.engine_requested == "incremental"
         np.testing.assert_allclose(mapped.outputs, alone.outputs, atol=1e-4)

@@ -364,6 +364,7 @@ def run_audit(
     batch_size: int | None = None,
     max_passes: int | None = None,
     mode: str = "exact",
+    engine: str | None = None,
     workers: int | None = None,
     threads: int | None = None,
     address: str | None = None,
@@ -378,8 +379,9 @@ def run_audit(
 
     ``models``: names or ``.keras`` paths (``NAME=SOURCE`` names the folder) or :class:`ModelSpec` from
     :func:`resolve_model`. ``target``: ``None`` (each image's top-1 class), ``"label"`` (each image's label)
-    or a class index/name. ``workers``: actors (default: one per GPU; without GPUs one per core up to 4 on a
-    local Ray, a quarter of the CPUs of a cluster). ``threads``:
+    or a class index/name. ``mode`` and ``engine`` as for :func:`sensmap.sensitivity_map` (the engine never
+    changes the maps, so a folder resumes with any engine). ``workers``: actors (default: one per GPU; without
+    GPUs one per core up to 4 on a local Ray, a quarter of the CPUs of a cluster). ``threads``:
     TensorFlow threads per actor (default on a local CPU run: cores / workers). ``address``: a Ray cluster
     (default: a local Ray with :func:`local_cpus` logical CPUs; a Ray session the caller already started is
     reused and left running). ``progress`` is called after each image. Images with a map are skipped, and so
@@ -390,7 +392,7 @@ def run_audit(
     started = time.perf_counter()
     settings = AuditSettings.make(
         sizes=sizes, stride=stride, fill=fill, score=score, fit=fit, target=target, batch_size=batch_size,
-        max_passes=max_passes, mode=mode,
+        max_passes=max_passes, mode=mode, engine=engine,
     )  # fmt: skip
     if isinstance(models, (str, os.PathLike, ModelSpec)):
         models = [models]

@@ -236,7 +236,8 @@ def _tiles(sheet: Sheet, y: float, tiles: Sequence[tuple[np.ndarray | None, str,
 
 def _png_means(sheet: Sheet, y: float, by: str, means: Sequence[ClassMean]) -> float:
     from ..figures import TEXT
-    from ..render import count_text, format_value, symmetric_limit
+    from ..render import count_text, symmetric_limit
+    from ..result import format_value
 
     factor, unit = _unit(means[0].score_kind)
     limit = symmetric_limit(*(m.mean for m in means))

@@ -115,9 +115,9 @@ def agreement_figure(rows: pd.DataFrame, by: str = "predicted", metric: str = "s
     names = " vs ".join(dict.fromkeys(rows["model_a"].tolist() + rows["model_b"].tolist())) or "no pair"
     what = "top-1 class of " + plain(str(rows["model_a"].iloc[0])) if by == "predicted" and len(rows) else by
     fig.update_layout(
-        title=dict(text=f"{plain(names)}: {AGREEMENT_METRICS[metric]} of the two maps per image, by {what}<br>"
-                        "<sup>1 = the same areas in the same order; lower = the networks look at different areas"
-                        "</sup>", x=0.01, xanchor="left"),
+        title=dict(text=f"{AGREEMENT_METRICS[metric].capitalize()} per image, by {what}<br><sup>{plain(names)}: 1 = "
+                        "the same areas in the same order; lower = they look at different areas</sup>", x=0.01,
+                   xanchor="left"),
         template="plotly_white", margin=dict(l=10, r=10, t=90, b=10), height=440,
         yaxis=dict(range=[-1.05, 1.05] if metric == "spearman" else [-0.05, 1.05], zeroline=True),
     )  # fmt: skip

@@ -33,6 +33,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from _needs import require  # noqa: E402
+
+require({"skimage": "scikit-image"})  # SSIM; checked before TensorFlow loads
+
 from sensmap.fast import FastPlan, default_speedup  # noqa: E402
 from sensmap.metrics import top_iou  # noqa: E402
 from sensmap.result import support_maps  # noqa: E402

@@ -37,7 +37,7 @@ for role, title in (("A", "Network A (explained)"), ("B", "Network B (for compar
         ui.set_network_choice(role, choice)
     if choice is None:
         continue
-    if choice != current or ui.is_loaded(choice):
+    if ui.load_on_open(choice, changed=choice != current):
         network = ui.load_network(choice)
         if network is not None:
             height, width = network.input_size
@@ -48,7 +48,8 @@ for role, title in (("A", "Network A (explained)"), ("B", "Network B (for compar
                 )
             )
     elif st.button(
-        f"Load {ui.plain(choice.label)} now", key=f"w.load.{role}", icon=":material/download:",
+        f"{'Download and load' if choice.weights_state() == 'download' else 'Load'} {ui.plain(choice.label)} now",
+        key=f"w.load.{role}", icon=":material/download:",
         help="Optional: the Map and Compare pages load the networks they need.",
     ):  # fmt: skip
         ui.load_network(choice)

@@ -2,7 +2,8 @@
 
 Occlusion sensitivity maps for Keras classifiers: cover parts of a photo, watch the class
 probability move. Support > 0: covering the area lowers the class score (it supports the
-class); support < 0: covering it raises the score (it inhibits the class).
+class); support < 0: covering it raises the score (it inhibits the class). Grad-CAM and RISE
+maps (``sensmap.methods``) sit beside them, with a randomisation sanity check for every method.
 
 The heavy entry points (which import TensorFlow) load on first use, so the pure-numpy parts
 (``sensmap.windows``, ``sensmap.result``, ``sensmap.metrics``…) import quickly.
@@ -31,11 +32,20 @@ _LAZY = {
     "classify": "engine",
     "sensitivity_map": "engine",
     "plan_passes": "engine",
+    "prepare_incremental": "engine",
     "faithfulness": "engine",
     "tell_story": "story",
     "agreement": "metrics",
     "stability": "metrics",
     "pointing": "metrics",
+    "gradcam": "methods",
+    "rise": "methods",
+    "rise_passes": "methods",
+    "explain": "methods",
+    "map_passes": "methods",
+    "randomisation_check": "methods",
+    "randomisation_passes": "methods",
+    "SanityCheck": "methods",
     "Prediction": "engine",
     "load_image": "images",
     "LoadedImage": "images",

@@ -9,12 +9,13 @@ import argparse
 import json
 import os
 import sys
-import time
 from collections.abc import Sequence
 from typing import Any
 
 from . import __version__
-from .errors import SensmapError
+from .errors import ParameterError, SensmapError
+from .masks import DEFAULT_GRID, DEFAULT_MASKS, DEFAULT_P
+from .result import METHODS
 
 EXIT_USER_ERROR = 2
 
@@ -70,19 +71,34 @@ def build_parser() -> argparse.ArgumentParser:
     classify.add_argument("--top", type=int, default=5, help="how many classes to print (default 5)")
     classify.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
-    smap = commands.add_parser("map", help="occlusion sensitivity map of a photo")
+    smap = commands.add_parser("map", help="sensitivity map of a photo: occlusion, Grad-CAM or RISE")
     _add_model_arguments(smap)
     smap.add_argument("--target", help="class index or name (default: the top-1 class)")
+    smap.add_argument("--method", default="occlusion", choices=list(METHODS),
+                      help="occlusion (default): cover windows in turn; gradcam: Grad-CAM (relative unit); "
+                      "rise: random masks (approximate, expected change in pp)")  # fmt: skip
     smap.add_argument("--sizes", type=float, nargs="+", default=None, metavar="F",
-                      help="cover sizes as fractions of the image side (default 0.5 0.25 0.125)")  # fmt: skip
-    smap.add_argument("--stride", type=float, default=0.5, help="stride as a fraction of the cover side (default 0.5)")
+                      help="occlusion: cover sizes, fractions of the image side (default 0.5 0.25 0.125)")  # fmt: skip
+    smap.add_argument("--stride", type=float, default=None,
+                      help="occlusion: stride as a fraction of the cover side (default 0.5)")  # fmt: skip
+    smap.add_argument("--masks", type=int, default=None,
+                      help=f"rise: random masks = forward passes (default {DEFAULT_MASKS})")  # fmt: skip
+    smap.add_argument("--mask-grid", type=int, default=None,
+                      help=f"rise: cells per side of each random mask (default {DEFAULT_GRID})")  # fmt: skip
+    smap.add_argument("--mask-p", type=float, default=None,
+                      help=f"rise: share of cells that keep the photo (default {DEFAULT_P})")  # fmt: skip
+    smap.add_argument("--seed", type=int, default=None, help="rise: seed of the masks (default 0; same seed, same map)")
     smap.add_argument("--fill", type=_parse_fill, default="gray", help="gray, mean, black, white, blur, or R,G,B")
     smap.add_argument("--score", default="probability", help="probability (default) or log-odds")
     smap.add_argument("--batch-size", type=int, default=None, help="forward-pass batch size (default: automatic)")
     smap.add_argument("--max-passes", type=int, default=None, help="refuse maps needing more forward passes")
-    smap.add_argument("--mode", default="exact", choices=["exact", "incremental", "fast"],
-                      help="exact (default); incremental: same numbers, recomputing only what each cover changes; "
-                      "fast: approximate, about 3x fewer passes")  # fmt: skip
+    smap.add_argument("--mode", default=None, choices=["exact", "incremental", "fast"],
+                      help="occlusion: which windows are measured: exact (default, all of them); fast: approximate, "
+                      "about 3x fewer passes; incremental: exact with --engine incremental")  # fmt: skip
+    smap.add_argument("--engine", default=None, choices=["dense", "incremental", "auto"],
+                      help="occlusion: how each measured window is computed: dense (default: the whole network); "
+                      "incremental: same numbers, recomputing only what each cover changes (traces first, seconds); "
+                      "auto: incremental where the network gains, dense where it cannot")  # fmt: skip
     smap.add_argument("--out-npz", help="write the full result (arrays + JSON metadata) to this .npz file")
     smap.add_argument("--out-png", help="write the photo with the map as overlay and a colour bar to this .png")
     smap.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
@@ -110,7 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--batch-size", type=int, default=None, help="forward-pass batch size (default: automatic)")
     audit.add_argument("--max-passes", type=int, default=None, help="refuse maps needing more forward passes")
     audit.add_argument("--mode", default="exact", choices=["exact", "incremental", "fast"],
-                       help="as for `map` (incremental: the same maps, each worker traces once)")  # fmt: skip
+                       help="as for `map`: which windows are measured (exact or fast)")  # fmt: skip
+    audit.add_argument("--engine", default=None, choices=["dense", "incremental", "auto"],
+                       help="as for `map`: how each window is computed (incremental and auto give the same maps, "
+                       "each worker tracing once)")  # fmt: skip
     audit.add_argument("--workers", type=int, default=None,
                        help="model actors (default: one per GPU, else one per core up to 4; on a cluster "
                        "without GPUs a quarter of its CPUs)")  # fmt: skip
@@ -205,60 +224,101 @@ def _cmd_classify(args: argparse.Namespace) -> int:
     return 0
 
 
-class _ProgressBar:
-    """A one-line progress bar on stderr: passes done / total, rate and time left."""
+class _TerminalProgress:
+    """A tqdm bar on stderr: count done / total, rate and time left, in ``unit`` (passes for maps, images for
+    audits). Silent with ``--quiet`` or when stderr is not a terminal (logs and pipes get no bar)."""
 
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled and sys.stderr is not None
-        self.started = time.perf_counter()
+    def __init__(self, enabled: bool, unit: str) -> None:
+        self.enabled = enabled and sys.stderr is not None and sys.stderr.isatty()
+        self.unit = unit
+        self.bar: Any = None
 
-    def __call__(self, done: int, total: int) -> None:
+    def update(self, done: int, total: int, postfix: str = "") -> None:
+        """Move the bar to ``done`` of ``total``; closes it when the work is complete."""
         if not self.enabled:
             return
-        elapsed = time.perf_counter() - self.started
-        rate = done / elapsed if elapsed > 0 and done else 0.0
-        left = (total - done) / rate if rate else 0.0
-        filled = int(30 * done / max(total, 1))
-        sys.stderr.write(
-            f"\r[{'#' * filled}{'.' * (30 - filled)}] {done}/{total} passes  {rate:5.1f}/s  {left:4.0f}s left"
-        )
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit=f" {self.unit}", file=sys.stderr, dynamic_ncols=True, leave=True)
+        if self.bar.total != total:
+            self.bar.total = total
+        self.bar.update(done - self.bar.n)
+        if postfix:
+            self.bar.set_postfix_str(postfix, refresh=False)
         if done >= total:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
+            self.close()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def passes(self, done: int, total: int) -> None:
+        """The engine's progress callback: forward passes done of the map's total."""
+        self.update(done, total)
+
+    def images(self, progress: Any) -> None:
+        """The audit's progress callback: images done of this run's total (errors shown beside the bar)."""
+        errors = f"{progress.errors} error{'s' if progress.errors != 1 else ''}" if progress.errors else ""
+        self.update(progress.done, progress.total, errors)
+
+
+#: ``sensmap map`` options of each method: ``(argument, keyword of the method's function)``.
+_MAP_OPTIONS: dict[str, tuple[tuple[str, str], ...]] = {
+    "occlusion": (("sizes", "sizes"), ("stride", "stride"), ("mode", "mode"), ("engine", "engine"),
+                  ("batch_size", "batch_size"), ("max_passes", "max_passes")),
+    "gradcam": (),
+    "rise": (("masks", "masks"), ("mask_grid", "grid"), ("mask_p", "p"), ("seed", "seed"),
+             ("batch_size", "batch_size"), ("max_passes", "max_passes")),
+}  # fmt: skip
+
+
+def _method_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The chosen method's settings from the command line; options of another method are refused."""
+    own = dict(_MAP_OPTIONS[args.method])
+    for name in {name for options in _MAP_OPTIONS.values() for name, _ in options} - set(own):
+        if getattr(args, name) is not None:
+            flag = "--" + name.replace("_", "-")
+            raise ParameterError(f"{flag} does not apply to --method {args.method}")
+    options = {keyword: getattr(args, name) for name, keyword in own.items() if getattr(args, name) is not None}
+    if "sizes" in options:
+        options["sizes"] = tuple(options["sizes"])
+    return {"fill": args.fill, "score": args.score, "fit": args.fit, **options}
 
 
 def _cmd_map(args: argparse.Namespace) -> int:
-    from .engine import sensitivity_map
     from .images import load_image
+    from .methods import explain
+    from .render import format_value, support_unit
     from .report import mode_text
-    from .windows import DEFAULT_SIZES
+    from .result import resolve_mode_engine
 
+    resolve_mode_engine(args.mode or "exact", args.engine)  # a contradiction fails before the network loads
     photo = load_image(args.image)
+    options = _method_options(args)
     network = _load(args)
-    result = sensitivity_map(
+    result = explain(
         network,
         photo,
-        sizes=tuple(args.sizes) if args.sizes else DEFAULT_SIZES,
-        stride=args.stride,
-        fill=args.fill,
+        method=args.method,
         target=args.target,  # a name, or digits read as a class index
-        score=args.score,
-        batch_size=args.batch_size,
-        progress=_ProgressBar(not args.quiet),
-        fit=args.fit,
-        max_passes=args.max_passes,
-        mode=args.mode,
+        progress=_TerminalProgress(not args.quiet and args.method != "gradcam", "passes").passes,
+        **options,
     )
     support = result.support
-    timing = result.metadata["timings_s"]["forward"]
+    timings = result.metadata["timings_s"]
+    timing = timings.get("forward", timings["total"])
     print(f"{network.name}: target {result.target_name!r} (class {result.target}), p = {result.probability:.2%}")
     rate = result.passes / max(timing, 1e-9)
-    print(f"{result.passes} forward passes in {timing:.1f} s ({rate:.0f}/s); {mode_text(result)}")
-    from .render import format_value, support_unit
-
-    factor, unit = support_unit(result)  # percentage points of probability, or log-odds
+    how = mode_text(result) if result.windowed else result.approximation_note or "exact"
+    if result.windowed:
+        reason = result.metadata.get("engine_reason", "")
+        how += f"; engine {result.engine}" + (f" ({reason})" if reason else "")
+    print(f"{result.method_label}: {result.passes} forward passes in {timing:.1f} s ({rate:.0f}/s); {how}")
+    factor, unit = support_unit(result)  # percentage points of probability, log-odds, or Grad-CAM's relative unit
     print(f"support: max {format_value(support.max() * factor, unit)}, min {format_value(support.min() * factor, unit)}"
-          " (support > 0: the area supports the class)")  # fmt: skip
+          f" ({result.unit_description})")  # fmt: skip
     if args.out_npz:
         _write(args.out_npz, result.to_npz_bytes())
         print(f"wrote {args.out_npz}")
@@ -268,28 +328,6 @@ def _cmd_map(args: argparse.Namespace) -> int:
         _write(args.out_png, overlay_png(photo, result))
         print(f"wrote {args.out_png}")
     return 0
-
-
-class _AuditProgress:
-    """Images done / total, images per second and ETA on stderr: one updated line on a terminal, else a line
-    every 10 s."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled and sys.stderr is not None
-        self.tty = self.enabled and sys.stderr.isatty()
-        self.last = 0.0
-
-    def __call__(self, progress: Any) -> None:
-        if not self.enabled:
-            return
-        now = time.perf_counter()
-        finished = progress.done >= progress.total
-        if self.tty:
-            sys.stderr.write(f"\r\033[K{progress.line()}" + ("\n" if finished else ""))
-        elif finished or progress.done == 0 or now - self.last >= 10:
-            sys.stderr.write(progress.line() + "\n")
-            self.last = now
-        sys.stderr.flush()
 
 
 def _per_model(values: list[str | None] | None, count: int, what: str) -> list[str | None]:
@@ -343,11 +381,12 @@ def _cmd_audit(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             max_passes=args.max_passes,
             mode=args.mode,
+            engine=args.engine,
             workers=args.workers,
             threads=args.threads,
             address=args.address,
             num_cpus=args.num_cpus,
-            progress=_AuditProgress(not args.quiet),
+            progress=_TerminalProgress(not args.quiet, "images").images,
             summary=not args.no_summary,
             retry_errors=args.retry_errors,
             retries=args.retries,

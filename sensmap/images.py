@@ -601,17 +601,37 @@ def map_to_photo(values: np.ndarray, image_size: tuple[int, int], method: str = 
     grid_h, grid_w = grid.shape
     if (h, w) == (grid_h, grid_w) and method == "squash":
         return grid.astype(np.float32)
-    y0, x0, y1, x1 = fit_box((h, w), (grid_h, grid_w), method)
-    rows, row_weight, rows_inside = _axis_samples(h, y0, y1, grid_h)
-    cols, col_weight, cols_inside = _axis_samples(w, x0, x1, grid_w)
-    row_next = np.minimum(rows + 1, grid_h - 1)
-    col_next = np.minimum(cols + 1, grid_w - 1)
-    along_rows = _lerp(grid[rows, :], grid[row_next, :], row_weight[:, None])  # (h, W)
-    out = _lerp(along_rows[:, cols], along_rows[:, col_next], col_weight[None, :])  # (h, w)
+    box = fit_box((h, w), (grid_h, grid_w), method)
+    out, rows_inside, cols_inside = _bilinear(grid, (h, w), box)
     if method == "crop":
         out[~rows_inside, :] = np.nan
         out[:, ~cols_inside] = np.nan
     return out.astype(np.float32)
+
+
+def resize_maps(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Maps ``(..., h, w)`` stretched to ``(..., H, W)`` = ``size``: float32, the same bilinear resampling as
+    :func:`map_to_photo` with ``"squash"`` (between cell centres, edges held). Units are kept."""
+    grid = np.asarray(values, dtype=np.float64)
+    if grid.ndim < 2 or grid.size == 0:
+        raise ParameterError(f"maps must be non-empty (..., h, w) arrays, got shape {grid.shape}")
+    height, width = _check_size(size, "the target size")
+    return _bilinear(grid, (height, width), (0.0, 0.0, float(height), float(width)))[0].astype(np.float32)
+
+
+def _bilinear(
+    grid: np.ndarray, size: tuple[int, int], box: tuple[float, float, float, float]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``grid`` ``(..., gh, gw)`` stretched over ``box`` of an ``(h, w)`` target: values, rows and columns inside."""
+    grid_h, grid_w = grid.shape[-2:]
+    y0, x0, y1, x1 = box
+    rows, row_weight, rows_inside = _axis_samples(size[0], y0, y1, grid_h)
+    cols, col_weight, cols_inside = _axis_samples(size[1], x0, x1, grid_w)
+    row_next = np.minimum(rows + 1, grid_h - 1)
+    col_next = np.minimum(cols + 1, grid_w - 1)
+    along_rows = _lerp(grid[..., rows, :], grid[..., row_next, :], row_weight[:, None])  # (..., h, gw)
+    out = _lerp(along_rows[..., cols], along_rows[..., col_next], col_weight)  # (..., h, w)
+    return out, rows_inside, cols_inside
 
 
 def _axis_samples(side: int, start: float, stop: float, grid_side: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

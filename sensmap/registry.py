@@ -113,6 +113,56 @@ REGISTRY: dict[str, NetworkSpec] = _build_registry()
 _BY_LOWER = {name.lower(): spec for name, spec in REGISTRY.items()}
 
 
+def _divisible(value: float, divisor: int = 8) -> int:
+    """Keras' ``_make_divisible``: the nearest multiple of ``divisor``, at least ``divisor``, never 10 % below."""
+    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * value else rounded
+
+
+def _mobilenet_v1_count(alpha: float, depth_multiplier: int, classes: int) -> int:
+    channels = int(32 * alpha)
+    count = 27 * channels + 4 * channels  # 3×3 stem convolution without bias, batch norm (4 numbers a channel)
+    for filters in (64, 128, 128, 256, 256, 512, 512, 512, 512, 512, 512, 1024, 1024):
+        depthwise, pointwise = channels * depth_multiplier, int(filters * alpha)
+        count += 9 * depthwise + 4 * depthwise + depthwise * pointwise + 4 * pointwise
+        channels = pointwise
+    return count + channels * classes + classes  # 1×1 convolution classifier with bias
+
+
+_MOBILENET_V2_BLOCKS = ((16, 1), (24, 6), (24, 6), (32, 6), (32, 6), (32, 6), (64, 6), (64, 6), (64, 6), (64, 6),
+                        (96, 6), (96, 6), (96, 6), (160, 6), (160, 6), (160, 6), (320, 6))  # fmt: skip
+
+
+def _mobilenet_v2_count(alpha: float, classes: int) -> int:
+    channels = _divisible(32 * alpha)
+    count = 27 * channels + 4 * channels
+    for filters, expansion in _MOBILENET_V2_BLOCKS:
+        expanded, out = channels * expansion, _divisible(int(filters * alpha))
+        if expansion != 1:
+            count += channels * expanded + 4 * expanded  # 1×1 expansion
+        count += 9 * expanded + 4 * expanded + expanded * out + 4 * out  # depthwise 3×3, 1×1 projection
+        channels = out
+    last = _divisible(1280 * alpha) if alpha > 1.0 else 1280
+    return count + channels * last + 4 * last + last * classes + classes  # 1×1 head, dense classifier
+
+
+def parameter_count(name: str, options: Mapping[str, Any] | None = None) -> int | None:
+    """The exact number of weights (trainable and not) of a MobileNet or MobileNetV2 variant with these
+    constructor options (``alpha``, ``depth_multiplier``, ``classes``; the input size does not change it), from
+    the architecture's arithmetic: instant, no TensorFlow. None for other families and for options without top
+    (``models.built_parameter_count`` builds any architecture instead)."""
+    spec = find_spec(name)
+    options = dict(options or {})
+    if spec is None or options.get("include_top", True) is False:
+        return None
+    alpha, classes = float(options.get("alpha", 1.0)), int(options.get("classes", 1000))
+    if spec.name == "MobileNet":
+        return _mobilenet_v1_count(alpha, int(options.get("depth_multiplier", 1)), classes)
+    if spec.name == "MobileNetV2":
+        return _mobilenet_v2_count(alpha, classes)
+    return None
+
+
 def find_spec(name: str) -> NetworkSpec | None:
     """The registry entry for ``name`` (case-insensitive), or None."""
     return _BY_LOWER.get(str(name).strip().lower())

@@ -6,7 +6,8 @@ Conventions
   class, drawn **red**); support < 0 means covering it raises the score (the area *inhibits*
   the class, drawn **blue**); 0 is white (transparent over a photo).
 * Result arrays hold probability differences (0..1 scale); figures show them in percentage
-  points (×100, "pp"). Results with ``score_kind="log-odds"`` are shown in log-odds units.
+  points (×100, "pp"). Results with ``score_kind="log-odds"`` are shown in log-odds units, Grad-CAM
+  maps in their own relative unit (0..1): every figure reads :attr:`SensitivityResult.display_unit`.
 * Every ``limit`` argument is in the arrays' units (probability difference, e.g. 0.25 for
   25 pp): the colour scale runs symmetrically from ``-limit`` (blue) to ``+limit`` (red).
   Without one, the largest ``|support|`` of the map is used (see :func:`symmetric_limit`); pass the
@@ -15,7 +16,7 @@ Conventions
   :data:`PHOTO_MAX_SIDE` px and maps at most :data:`HEATMAP_MAX_SIDE` px on the long side,
   so the figure JSON stays small.
 * The colour lookup (:func:`diverging_rgba`, :func:`blend_overlay`) is numpy, shared with the
-  Pillow PNG report, so the PNG and the interactive figures use the same colours.
+  matplotlib PNG report (:mod:`sensmap.figures`), so the PNG and the interactive figures use the same colours.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from plotly.subplots import make_subplots
 
 from .errors import ParameterError
 from .images import LoadedImage, box_on_grid, fit_box, load_image, map_to_photo
-from .result import SensitivityResult
+from .result import SensitivityResult, format_value
 
 # ColorBrewer RdBu (colour-blind safe), reversed: blue = inhibits (negative), red = supports (positive).
 DIVERGING_STOPS: tuple[tuple[float, tuple[int, int, int]], ...] = (
@@ -58,6 +59,18 @@ COLOUR_CAPTION = (
     f"{SUPPORT_COLOUR}: covering lowers the class probability (the area supports the class) · "
     f"{INHIBIT_COLOUR}: covering raises it (the area inhibits the class)"
 )
+METHOD_CAPTIONS: dict[str, str] = {
+    "occlusion": COLOUR_CAPTION,
+    "rise": (
+        f"{SUPPORT_COLOUR}: covering lowers the class probability on average over random masks (supports) · "
+        f"{INHIBIT_COLOUR}: covering raises it (inhibits)"
+    ),
+    "gradcam": (
+        f"{SUPPORT_COLOUR}: features here raise the class score (Grad-CAM, relative to its strongest point; "
+        "it shows no inhibiting areas)"
+    ),
+}
+"""The colour key of each method's maps (see :func:`colour_caption`)."""
 
 OVERLAY_ALPHA_RAMP = 2.0
 """Over a photo, a colour's opacity grows with ``|support| / limit`` (× this, capped at 1): 0 stays see-through."""
@@ -140,8 +153,14 @@ def _colorscale(positions: np.ndarray, rgb: np.ndarray, alpha: np.ndarray) -> li
 
 
 def support_unit(result: SensitivityResult) -> tuple[float, str]:
-    """``(factor, unit)`` turning the result's arrays into displayed values: ``(100, "pp")`` or ``(1, "log-odds")``."""
-    return (100.0, "pp") if result.score_kind == "probability" else (1.0, "log-odds")
+    """``(factor, unit)`` turning the result's arrays into displayed values: ``(100, "pp")``, ``(1, "log-odds")``
+    or, for Grad-CAM, ``(1, "relative")`` (:attr:`SensitivityResult.display_unit`)."""
+    return result.display_unit
+
+
+def colour_caption(result: SensitivityResult) -> str:
+    """What the colours of this result's map mean (its method's entry of :data:`METHOD_CAPTIONS`)."""
+    return METHOD_CAPTIONS[result.method]
 
 
 def symmetric_limit(*maps: np.ndarray, limit: float | None = None) -> float:
@@ -164,7 +183,8 @@ def shared_limit(results: Sequence[SensitivityResult]) -> float:
 def _check_units(results: Sequence[SensitivityResult]) -> tuple[float, str]:
     units = {support_unit(r) for r in results}
     if len(units) != 1:
-        raise ParameterError("cannot share one colour scale between probability and log-odds maps: use one score")
+        names = " and ".join(sorted(unit for _, unit in units))
+        raise ParameterError(f"cannot share one colour scale between maps in {names}: compare maps of one unit")
     return units.pop()
 
 
@@ -173,9 +193,9 @@ def plain(value: object) -> str:
     return html.escape(str(value), quote=False)
 
 
-def format_value(value: float, unit: str, sign: bool = True) -> str:
-    """A displayed support value such as ``+12.3 pp``."""
-    return f"{value:{'+' if sign else ''}.{1 if unit == 'pp' else 2}f} {unit}"
+def count_text(count: int, noun: str) -> str:
+    """A count with its noun, plural when it is not 1: ``1 image``, ``12 images``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 # --------------------------------------------------------------------------- grids
@@ -226,6 +246,19 @@ def _nearest_axis(side: int, start: float, stop: float, grid_side: int) -> tuple
 def map_on_photo(result: SensitivityResult, grid_map: np.ndarray, photo_size: tuple[int, int]) -> np.ndarray:
     """A network-grid map of ``result`` resampled (bilinear) to the photo at :data:`HEATMAP_MAX_SIDE` px."""
     return map_to_photo(grid_map, fit_within(photo_size, HEATMAP_MAX_SIDE), result.fit)
+
+
+def photo_agreement(
+    result_a: SensitivityResult, result_b: SensitivityResult, photo_size: tuple[int, int] | None = None
+) -> dict[str, float]:
+    """How far two maps of the same photo agree, as the Compare page, the report and the audit show it:
+    :func:`sensmap.metrics.agreement` (Spearman −1..1, IoU of the top-20 % areas 0..1) of both support maps
+    resampled by :func:`map_on_photo` onto the photo grid ``photo_size`` = ``(h, w)`` (default: ``result_a``'s).
+    """
+    from .metrics import agreement
+
+    shape = tuple(result_a.photo_size if photo_size is None else photo_size)
+    return agreement(map_on_photo(result_a, result_a.support, shape), map_on_photo(result_b, result_b.support, shape))
 
 
 def winner_names(
@@ -370,8 +403,12 @@ def overlay_figure(
     pixels = photo_pixels(photo)
     fig = go.Figure(_overlay_traces(pixels, result, class_index, limit, opacity))
     index = result.target if class_index is None else int(class_index)
-    default = f"{plain(result.model_name)}: where covering lowers '{plain(result.labels[index])}'"
-    fig.update_layout(title=_title(title or default), **_LAYOUT)
+    if result.method == "gradcam":
+        default = f"{plain(result.model_name)}: Grad-CAM for '{plain(result.labels[index])}'"
+    else:
+        default = f"{plain(result.model_name)}: where covering lowers '{plain(result.labels[index])}'"
+        default += f" ({result.method_label})" if result.method != "occlusion" else ""
+    fig.update_layout(title=_title(title or default, colour_caption(result)), **_LAYOUT)
     return _image_axes(fig, [pixels.shape[:2]])
 
 
@@ -387,7 +424,7 @@ def _overlay_traces(
     values = map_on_photo(result, grid_map, pixels.shape[:2])
     factor, unit = support_unit(result)
     bound = symmetric_limit(grid_map, limit=limit) * factor
-    names = winner_names(result, values.shape)
+    names = winner_names(result, values.shape) if result.windowed else None
     heat = support_heatmap(
         values * factor,
         pixels.shape[:2],

@@ -4,6 +4,13 @@ Sign convention: **support > 0** means covering the area lowers the class score 
 supports the class); support < 0 means covering it raises the score (the area inhibits it).
 With ``score_kind="probability"`` support is a difference of probabilities (−1..1; ×100 for
 percentage points); with ``"log-odds"`` a difference of ``log(p / (1 − p))``.
+
+A result records the :data:`METHODS` entry that made it. Occlusion maps are built here from the
+kept output of every covered window. Per-pixel methods (:mod:`sensmap.methods`: Grad-CAM, RISE)
+hand over their map on the network grid (``pixel_map``) and keep no window outputs. RISE maps are
+in the same units as occlusion maps (expected score change). Grad-CAM maps are relative: 0..1,
+where 1 is the map's strongest point (:data:`GRADCAM_UNIT`). :attr:`SensitivityResult.display_unit`
+is what views, colour bars and reports should read.
 """
 
 from __future__ import annotations
@@ -25,9 +32,28 @@ LOG_ODDS_EPSILON = 1e-7
 FORMAT_VERSION = 1
 
 
-#: Engine modes (sensmap.engine.sensitivity_map): exact; incremental (same numbers, less arithmetic);
-#: fast (approximate, fewer passes).
+#: Map methods: occlusion (windows covered in turn; sensmap.engine), Grad-CAM and RISE (sensmap.methods).
+METHODS: tuple[str, ...] = ("occlusion", "gradcam", "rise")
+METHOD_LABELS: dict[str, str] = {"occlusion": "occlusion", "gradcam": "Grad-CAM", "rise": "RISE"}
+#: The unit of Grad-CAM maps: ReLU of the gradient-weighted feature map, divided by its maximum (0..1).
+GRADCAM_UNIT = "Grad-CAM (relative, max-normalised)"
+
+
+def validate_method(method: str) -> str:
+    """``method`` as one of :data:`METHODS` (``Grad-CAM``, ``grad_cam``… accepted), else a :class:`ParameterError`."""
+    value = str(method).strip().lower().replace("-", "").replace("_", "")
+    if value not in METHODS:
+        raise ParameterError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
+    return value
+
+
+#: Which windows a map measures (sensmap.engine.sensitivity_map): exact (all of them) or fast (an adaptive
+#: subset, the rest predicted: approximate). "incremental" is accepted as exact measured by the incremental engine.
 MODES: tuple[str, ...] = ("exact", "incremental", "fast")
+#: How each measured window is computed: dense (the whole network per covered image), incremental (only what the
+#: cover changes, same numbers) or auto (incremental where the network gains and its functions are ready, else
+#: dense, with the reason recorded).
+ENGINES: tuple[str, ...] = ("dense", "incremental", "auto")
 
 
 def validate_mode(mode: str) -> str:
@@ -36,6 +62,32 @@ def validate_mode(mode: str) -> str:
     if value not in MODES:
         raise ParameterError(f"unknown mode {mode!r}: choose one of {', '.join(MODES)}")
     return value
+
+
+def validate_engine(engine: str) -> str:
+    """``engine`` lower-cased if it is one of :data:`ENGINES`, else a :class:`ParameterError`."""
+    value = str(engine).strip().lower()
+    if value not in ENGINES:
+        raise ParameterError(f"unknown engine {engine!r}: choose one of {', '.join(ENGINES)}")
+    return value
+
+
+def resolve_mode_engine(mode: str, engine: str | None) -> tuple[str, str]:
+    """The two choices ``(mode, engine)``: mode ``exact``/``fast``, engine ``dense``/``incremental``/``auto``.
+
+    ``engine=None`` means dense; ``mode="incremental"`` means exact measured by the incremental engine (and
+    refuses another engine).
+    """
+    mode = validate_mode(mode)
+    engine = None if engine is None else validate_engine(engine)
+    if mode == "incremental":
+        if engine not in (None, "incremental"):
+            raise ParameterError(
+                f"mode 'incremental' is the exact mode with the incremental engine, not with engine {engine!r}: "
+                f"use mode='exact', engine={engine!r}"
+            )
+        return "exact", "incremental"
+    return mode, engine or "dense"
 
 
 def validate_score_kind(kind: str) -> str:
@@ -77,11 +129,14 @@ def support_maps(window_support: np.ndarray, grids: Sequence[WindowGrid]) -> np.
 
 @dataclass
 class SensitivityResult:
-    """An occlusion sensitivity map with everything needed to redraw, re-target or audit it.
+    """A sensitivity map with everything needed to redraw, re-target or audit it.
 
-    Arrays on the network grid are ``(H, W)`` = :attr:`input_size`. :attr:`outputs` keeps the
-    full probability vector of every occluded input, so maps for other classes, contrastive maps
-    and the label-flip map need no new forward passes.
+    Arrays on the network grid are ``(H, W)`` = :attr:`input_size`. For occlusion (the default
+    :attr:`method`) :attr:`outputs` keeps the full probability vector of every occluded input, so
+    maps for other classes, contrastive maps and the label-flip map need no new forward passes.
+    Per-pixel methods (Grad-CAM, RISE) give ``pixel_map`` instead: no windows (``sizes == ()``,
+    ``outputs`` of shape ``(0, classes)``), a map for their target class only, their settings in
+    :attr:`method_parameters`.
     """
 
     model_name: str
@@ -100,6 +155,11 @@ class SensitivityResult:
     # (windows,) bool: True where a forward pass was run; None = every window (exact maps). Fast-mode
     # maps predict the other windows' outputs (see sensmap.fast), so they are approximate.
     measured: np.ndarray | None = None
+    method: str = "occlusion"  # one of METHODS
+    # (H, W) map on the network grid given by a per-pixel method (Grad-CAM, RISE); None for occlusion
+    pixel_map: np.ndarray | None = None
+    # settings of a per-pixel method (e.g. masks, grid, p, seed, passes; layer, score), for records and reruns
+    method_parameters: dict[str, Any] = field(default_factory=dict)
     support: np.ndarray = field(init=False)  # (H, W) scale-independent map (mean of per_size)
     per_size: np.ndarray = field(init=False)  # (sizes, H, W)
 
@@ -111,6 +171,14 @@ class SensitivityResult:
         self.score_kind = validate_score_kind(self.score_kind)
         self.reference_probabilities = np.asarray(self.reference_probabilities, dtype=np.float32)
         self.outputs = np.asarray(self.outputs, dtype=np.float32)
+        self.method = validate_method(self.method)
+        self.method_parameters = dict(self.method_parameters or {})
+        self._photo_support: np.ndarray | None = None
+        if self.method != "occlusion":
+            self._init_pixel_map()
+            return
+        if self.pixel_map is not None:
+            raise SensmapError("an occlusion result is built from its window outputs: give no pixel_map")
         self._grids = window_grids(self.input_size[0], self.input_size[1], self.sizes, self.stride)
         if self.outputs.shape != (self.window_total, len(self.labels)):
             raise SensmapError(
@@ -124,7 +192,79 @@ class SensitivityResult:
             if self.measured.all():
                 self.measured = None
         self.per_size, self.support = self.maps_for(self.target)
-        self._photo_support: np.ndarray | None = None
+
+    def _init_pixel_map(self) -> None:
+        label = METHOD_LABELS[self.method]
+        if self.pixel_map is None:
+            raise SensmapError(f"a {label} result needs its map (pixel_map) on the network grid")
+        values = np.asarray(self.pixel_map, dtype=np.float32)
+        if values.shape != self.input_size or not np.isfinite(values).all():
+            raise SensmapError(
+                f"result is inconsistent: a {label} map must be finite with the network grid's shape "
+                f"{self.input_size}, got {values.shape}"
+            )
+        if self.sizes or self.outputs.shape != (0, len(self.labels)) or self.measured is not None:
+            raise SensmapError(f"result is inconsistent: a {label} result has no windows, outputs or measured mask")
+        self.pixel_map = values
+        self._grids = []
+        self.support = values
+        self.per_size = values[None]
+
+    # ------------------------------------------------------------------ method and units
+    @property
+    def windowed(self) -> bool:
+        """True for occlusion maps: per-size maps, other classes, label flips and the story come from window outputs."""
+        return self.method == "occlusion"
+
+    @property
+    def method_label(self) -> str:
+        """The method's display name: ``occlusion``, ``Grad-CAM`` or ``RISE``."""
+        return METHOD_LABELS[self.method]
+
+    @property
+    def display_unit(self) -> tuple[float, str]:
+        """``(factor, unit)`` turning the map into displayed values: ``(100, "pp")`` for probability differences
+        (occlusion, RISE), ``(1, "log-odds")``, or ``(1, "relative")`` for Grad-CAM (0..1, 1 = the map's peak)."""
+        if self.method == "gradcam":
+            return 1.0, "relative"
+        return (100.0, "pp") if self.score_kind == "probability" else (1.0, "log-odds")
+
+    @property
+    def unit_description(self) -> str:
+        """The map's unit in words, for legends and reports."""
+        if self.method == "gradcam":
+            return f"{GRADCAM_UNIT}: 1 = the map's strongest point; not a change of probability"
+        unit = "percentage points of class probability" if self.score_kind == "probability" else "log-odds of the class"
+        if self.method == "rise":
+            return f"{unit}: expected score drop when the area is covered by random masks rather than kept"
+        return f"{unit}: score drop when the area is covered"
+
+    @property
+    def detail_px(self) -> int:
+        """Side (network-grid pixels) of the map's finest detail: the smallest cover (occlusion), a mask cell
+        (RISE) or a feature-map cell (Grad-CAM). Random baselines of the faithfulness check use patches this large."""
+        if self.windowed:
+            return min(min(grid.window_y, grid.window_x) for grid in self.grids)
+        return max(1, int(self.method_parameters.get("detail_px", 1)))
+
+    @property
+    def approximation_note(self) -> str:
+        """How the map is approximate, in words; ``""`` for exact maps."""
+        if self.method == "rise":
+            return (
+                f"Monte Carlo estimate from {self.passes:,} random masks (seed {self.method_parameters.get('seed')}); "
+                "more masks, less noise"
+            )
+        if self.measured is not None:
+            return f"{self.passes:,} of {self.window_total:,} windows measured, the rest predicted from the measured"
+        return ""
+
+    def _windows_needed(self, what: str) -> None:
+        if not self.windowed:
+            raise ParameterError(
+                f"{what} needs the window outputs of an occlusion map; this {self.method_label} map has none "
+                "(compute an occlusion map, or this method again with another target)"
+            )
 
     # ------------------------------------------------------------------ geometry
     @property
@@ -135,12 +275,12 @@ class SensitivityResult:
     @property
     def boxes(self) -> np.ndarray:
         """``(passes, 4)`` windows ``(y0, x0, y1, x1)`` in network-grid pixels, sizes concatenated."""
-        return np.concatenate([grid.boxes for grid in self.grids])
+        return np.concatenate([np.empty((0, 4), np.int64)] + [grid.boxes for grid in self.grids])
 
     @property
     def size_index(self) -> np.ndarray:
         """``(passes,)`` index into :attr:`sizes` of each window."""
-        return np.concatenate([np.full(grid.count, i) for i, grid in enumerate(self.grids)])
+        return np.concatenate([np.empty(0, np.int64)] + [np.full(grid.count, i) for i, grid in enumerate(self.grids)])
 
     @property
     def window_counts(self) -> tuple[int, ...]:
@@ -154,13 +294,50 @@ class SensitivityResult:
 
     @property
     def passes(self) -> int:
-        """Occluded forward passes really run (the one unoccluded reference pass not counted)."""
+        """Occluded (masked) forward passes really run (the one unoccluded reference pass not counted);
+        Grad-CAM: 1 (one forward and backward pass)."""
+        if not self.windowed:
+            return int(self.method_parameters.get("passes", 0))
         return self.window_total if self.measured is None else int(self.measured.sum())
 
     @property
     def approximate(self) -> bool:
-        """True when some windows were predicted rather than measured (fast mode)."""
-        return self.measured is not None
+        """True when some windows were predicted rather than measured (fast mode), or the map is a Monte Carlo
+        estimate (RISE); :attr:`approximation_note` says how."""
+        return self.measured is not None or self.method == "rise"
+
+    # ------------------------------------------------------------------ how it was made
+    @property
+    def mode(self) -> str:
+        """Which windows were measured: ``"exact"`` (all) or ``"fast"`` (an adaptive subset).
+
+        Files written before engines were a separate choice say ``"incremental"``: an exact map.
+        """
+        mode = str((self.metadata or {}).get("mode", "fast" if self.approximate else "exact"))
+        return "exact" if mode == "incremental" else mode
+
+    @property
+    def engine(self) -> str:
+        """The engine that computed the measured windows: ``"dense"``, ``"incremental"`` or ``"mixed"``
+        (some cover sizes each way; ``metadata["incremental_groups"]`` says which and why)."""
+        meta = self.metadata or {}
+        if "engine" in meta:
+            return str(meta["engine"])
+        if meta.get("mode") != "incremental":  # older files: only incremental mode could differ from dense
+            return "dense"
+        return engine_used([group.get("ran", "dense") for group in meta.get("incremental_groups", [])])
+
+    @property
+    def engine_requested(self) -> str:
+        """The engine asked for: ``"dense"``, ``"incremental"`` or ``"auto"``."""
+        meta = self.metadata or {}
+        return str(meta.get("engine_requested", "incremental" if meta.get("mode") == "incremental" else "dense"))
+
+    @property
+    def partial(self) -> bool:
+        """True for a map handed out before its run finished (``sensitivity_map(on_partial=…)``, or a stopped
+        run's ``CancelledError.partial``): it holds only the cover sizes (or fast-mode rounds) finished so far."""
+        return bool((self.metadata or {}).get("partial", False))
 
     # ------------------------------------------------------------------ scores
     @property
@@ -184,13 +361,21 @@ class SensitivityResult:
 
     def window_support(self, class_index: int | None = None, score_kind: str | None = None) -> np.ndarray:
         """Support per window ``(passes,)``: reference score minus occluded score of the class."""
+        self._windows_needed("support per window")
         index = self.target if class_index is None else int(class_index)
         kind = score_kind or self.score_kind
         reference = class_scores(self.reference_probabilities, index, kind)
         return reference - class_scores(self.outputs, index, kind)
 
     def maps_for(self, class_index: int, score_kind: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """``(per_size (sizes, H, W), support (H, W))`` for any class, from the kept outputs."""
+        """``(per_size (sizes, H, W), support (H, W))`` for any class, from the kept outputs.
+
+        Per-pixel methods (Grad-CAM, RISE) have their own target's map only: ``(map[None], map)``.
+        """
+        if not self.windowed:
+            if int(class_index) != self.target or (score_kind and validate_score_kind(score_kind) != self.score_kind):
+                self._windows_needed(f"a map for class {class_index} or score {score_kind}")
+            return self.per_size, self.support
         per_size = support_maps(self.window_support(class_index, score_kind), self.grids).astype(np.float32)
         return per_size, per_size.mean(axis=0)
 
@@ -204,6 +389,7 @@ class SensitivityResult:
         Per pixel, among the windows of that size covering it, the one whose cover lowers the
         target most is taken; returns ``(classes (H, W) int, probability of that class (H, W))``.
         """
+        self._windows_needed("the label-flip map")
         grids = self.grids
         size = range(len(grids))[size]
         offset = sum(grid.count for grid in grids[:size])
@@ -241,6 +427,8 @@ class SensitivityResult:
             "passes": self.passes,
             "windows": self.window_total,
             "approximate": self.approximate,
+            "method": self.method,
+            "method_parameters": self.method_parameters,
             "metadata": self.metadata,
         }
 
@@ -287,12 +475,32 @@ class SensitivityResult:
                     reference_probabilities=data["reference_probabilities"],
                     outputs=data["outputs"],
                     metadata=meta.get("metadata", {}),
-                    measured=np.array(data["measured"]) if "measured" in data.files else None,
+                    measured=_measured(data, meta),
+                    method=meta.get("method", "occlusion"),  # files written before methods: occlusion
+                    pixel_map=None if meta.get("method", "occlusion") == "occlusion" else data["support"],
+                    method_parameters=meta.get("method_parameters", {}),
                 )
                 result._photo_support = np.array(data["support_photo"])
                 return result
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise SensmapError(f"cannot read sensmap result: {exc}") from None
+
+
+def format_value(value: float, unit: str, sign: bool = True) -> str:
+    """A displayed map value in display units (see :attr:`SensitivityResult.display_unit`), e.g. ``+12.3 pp``."""
+    return f"{value:{'+' if sign else ''}.{1 if unit == 'pp' else 2}f} {unit}"
+
+
+def _measured(data: Any, meta: dict[str, Any]) -> np.ndarray | None:
+    if "measured" not in data.files or meta.get("method", "occlusion") != "occlusion":
+        return None
+    return np.array(data["measured"])
+
+
+def engine_used(ran: Sequence[str]) -> str:
+    """One word for the engines the cover sizes ran with: ``dense``, ``incremental`` or ``mixed``."""
+    kinds = set(ran) or {"dense"}
+    return kinds.pop() if len(kinds) == 1 else "mixed"
 
 
 def json_default(value: Any) -> Any:

@@ -3,6 +3,9 @@
 For the target class: the strongest supporting and the strongest inhibiting window, where they are
 ("lower third, centre"), and what the network says when that window is covered (its new top-3), e.g.
 "Covering the lower third, centre turns 'soap dish' 41% into 'wolf' 23%".
+
+Per-pixel maps (Grad-CAM, RISE) keep no window outputs: their story names where the map peaks, in
+the map's own unit (:attr:`SensitivityResult.display_unit`; Grad-CAM is relative, not a probability).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .result import SensitivityResult
+from .result import SensitivityResult, format_value
 
 ROW_WORDS = ("upper third", "middle third", "lower third")
 COLUMN_WORDS = ("left", "centre", "right")
@@ -88,11 +91,36 @@ def _percent(p: float) -> str:
     return f"{100 * p:.{digits}f}%"
 
 
+def peak_position(values: np.ndarray, strongest: bool = True) -> str:
+    """Where the largest (or smallest) value of a map lies, in words ("lower third, left")."""
+    height, width = values.shape
+    row, col = np.unravel_index(int(np.argmax(values) if strongest else np.argmin(values)), values.shape)
+    return describe_position((row / height, col / width, (row + 1) / height, (col + 1) / width))
+
+
+def _pixel_map_story(result: SensitivityResult, name: str) -> list[str]:
+    support = result.support
+    if result.method == "gradcam":
+        if not np.any(support > 0):
+            return [f"Grad-CAM finds no feature that raises '{name}' (the map is zero everywhere)."]
+        return [f"Grad-CAM puts its strongest weight for '{name}' in the {peak_position(support)} "
+                "(relative unit: the map is scaled to its peak and shows no inhibiting areas)."]  # fmt: skip
+    factor, unit = result.display_unit
+    lines = [f"RISE ({result.passes:,} random masks): covering the {peak_position(support)} lowers '{name}' by "
+             f"{format_value(float(support.max()) * factor, unit, sign=False)} on average."]  # fmt: skip
+    if support.min() < 0:
+        lines.append(f"The {peak_position(support, strongest=False)} inhibits '{name}': covering it raises it by "
+                     f"{format_value(float(-support.min()) * factor, unit, sign=False)} on average.")  # fmt: skip
+    return lines
+
+
 def tell_story(result: SensitivityResult) -> str:
     """A few sentences a user can read next to the map (names, positions, probabilities)."""
-    strongest, weakest = key_regions(result)
     name, probability = display_name(result.target_name), result.probability
     lines = [f"{result.model_name} calls this photo '{name}' ({_percent(probability)})."]
+    if not result.windowed:
+        return " ".join(lines + _pixel_map_story(result, name))
+    strongest, weakest = key_regions(result)
     new_name, new_probability = display_name(strongest.covered_top3[0][0]), strongest.covered_top3[0][1]
     where = f"The strongest support lies in the {strongest.position} (cover {_fraction(strongest.cover_size)})"
     if new_name != name:

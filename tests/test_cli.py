@@ -58,19 +58,33 @@ def test_map_writes_npz_and_png(tmp_path, capsys):
 
 
 @pytest.mark.parametrize(
-    ("mode", "passes", "words"), [("fast", 19, "approximate: 19 of 58"), ("incremental", 58, "exact")]
+    ("mode", "engine", "passes", "words"),
+    [
+        ("fast", None, 19, "approximate: 19 of 58"),
+        ("incremental", None, 58, "exact"),
+        ("fast", "incremental", 19, "approximate: 19 of 58"),
+        ("exact", "auto", 58, "exact"),
+    ],
 )
-def test_map_modes(mode, passes, words, tmp_path, capsys):
+def test_map_modes_and_engines(mode, engine, passes, words, tmp_path, capsys):
     npz = tmp_path / "map.npz"
     code = main([
         "map", str(shared_photo("wolf_snow.webp")), "--model", "MobileNet", "--weights", MOBILENET_025,
-        "--sizes", "0.5", "0.25", "--mode", mode, "--out-npz", str(npz), "--quiet",
+        "--sizes", "0.5", "0.25", "--mode", mode, *(["--engine", engine] if engine else []),
+        "--out-npz", str(npz), "--quiet",
     ])  # fmt: skip
     assert code == 0
     out = capsys.readouterr().out
-    assert f"{passes} forward passes" in out and words in out and mode in out
     result = sensmap.SensitivityResult.load(npz)
-    assert result.passes == passes and result.metadata["mode"] == mode and result.approximate == (mode == "fast")
+    requested = "incremental" if mode == "incremental" else engine or "dense"
+    assert f"{passes} forward passes" in out and words in out and f"engine {result.engine}" in out
+    assert result.passes == passes and result.approximate == (mode == "fast")
+    assert result.mode == result.metadata["mode"] == ("fast" if mode == "fast" else "exact")
+    assert result.engine_requested == requested and result.metadata["engine_requested"] == requested
+    groups = result.metadata.get("incremental_groups", [])
+    assert len(groups) == (0 if requested == "dense" else 2)  # one record per cover size
+    assert [g["ran"] for g in groups] == ([] if requested == "dense" else ["incremental"] * 2)
+    assert result.engine == requested.replace("auto", "incremental")
 
 
 @pytest.mark.parametrize(
@@ -82,6 +96,7 @@ def test_map_modes(mode, passes, words, tmp_path, capsys):
         (["map", "{photo}", "--model", "MobileNet", "--weights", MOBILENET_025, "--fill", "plaid"], "unknown fill"),
         (["map", "{photo}", "-m", "MobileNet", "--weights", MOBILENET_025, "--target", "unicorn"], "unknown target"),
         (["map", "{photo}", "--model", "MobileNet", "--weights", MOBILENET_025, "--max-passes", "10"], "budget"),
+        (["map", "{photo}", "-m", "MobileNet", "--mode", "incremental", "--engine", "dense"], "exact mode with the"),
         (["classify", "{photo}", "--model", "MobileNetV2", "--weights", "/nonexistent.weights.h5"], "no such weights"),
     ],
 )
@@ -116,3 +131,33 @@ def test_python_dash_m_runs_as_a_process(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "sensmap", "map", str(photo), "--model", "Nope"], cwd=REPO, env=env,
                          capture_output=True, text=True, timeout=300)  # fmt: skip
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
+
+
+class _Terminal(io.StringIO):
+    """A stderr that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("tty, quiet, shown", [(True, False, True), (False, False, False), (True, True, False)])
+def test_progress_bar_only_on_a_terminal_and_not_when_quiet(monkeypatch, tty, quiet, shown):
+    from types import SimpleNamespace
+
+    from sensmap.cli import _TerminalProgress
+
+    stream = _Terminal() if tty else io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stream)
+    bar = _TerminalProgress(not quiet, "passes")
+    for done in (0, 40, 283):
+        bar.passes(done, 283)
+    audit = _TerminalProgress(not quiet, "images")
+    for done, errors in ((0, 0), (3, 1), (12, 1)):
+        audit.images(SimpleNamespace(done=done, total=12, errors=errors))
+    text = stream.getvalue()
+    if not shown:
+        assert text == ""
+        return
+    assert "283/283" in text and "passes" in text and "/s" in text  # count, unit and rate
+    assert "12/12" in text and "images" in text and "1 error" in text
+    assert bar.bar is None and audit.bar is None  # closed at the end

@@ -242,3 +242,33 @@ def test_several_networks_load_and_classify(shared_weights_dir):
         network = sensmap.load_model("MobileNet", weights=shared_weights_dir / file)
         top = sensmap.classify(network, shared_photo("coffee.png"), top=5)
         assert "espresso" in [p.name for p in top], (file, top)
+
+
+@pytest.mark.parametrize("name", ["MobileNet", "MobileNetV2"])
+@pytest.mark.parametrize("alpha", [0.25, 0.35, 0.5, 0.75, 1.0, 1.3, 1.4])
+def test_mobilenet_parameter_counts_from_arithmetic_equal_the_built_architecture(name, alpha):
+    from sensmap.models import built_parameter_count
+    from sensmap.registry import parameter_count
+
+    options = {"alpha": alpha, "input_shape": (160, 128, 3)}
+    assert parameter_count(name, options) == built_parameter_count(name, options)
+    few = {**options, "classes": 7}
+    assert parameter_count(name, few) == built_parameter_count(name, few)
+
+
+def test_parameter_count_is_the_real_count_of_each_variant(shared_weights_dir):
+    from sensmap.models import built_parameter_count
+    from sensmap.registry import parameter_count
+
+    small = parameter_count("MobileNet", {"alpha": 0.75, "input_shape": (192, 192, 3)})
+    loaded = sensmap.load_model(
+        "MobileNet", weights=shared_weights_dir / "mobilenet_v1_0.75_192.weights.h5", alpha=0.75,
+        input_shape=(192, 192, 3),
+    )  # fmt: skip
+    assert small == loaded.parameter_count == 2_601_976
+    assert parameter_count("mobilenet", {"alpha": 0.25, "input_shape": [128, 128, 3]}) == 475_544
+    assert parameter_count("MobileNetV2") == 3_538_984  # Keras' published 3.5 M
+    assert parameter_count("ResNet50") is None and parameter_count("MobileNet", {"include_top": False}) is None
+    assert built_parameter_count("MobileNetV3Small", {"alpha": 0.75}) > 0
+    with pytest.raises(sensmap.ModelError, match="cannot build"):
+        built_parameter_count("MobileNet", {"input_shape": (8, 8, 3)})

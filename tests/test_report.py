@@ -1,9 +1,9 @@
-"""PNG and HTML reports and their file names, from synthetic results (no TensorFlow, no browser)."""
+"""PNG and HTML reports, from synthetic results (no TensorFlow, no browser)."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
-import os
 import re
 from datetime import datetime, timezone
 
@@ -12,13 +12,13 @@ import pytest
 from PIL import Image
 from test_render import synthetic_photo, synthetic_result, with_faithfulness  # builders live with the figure tests
 
-from sensmap import report
+from sensmap import figures, report
 from sensmap.errors import ParameterError
 from sensmap.images import load_image
-from sensmap.render import blend_overlay
+from sensmap.render import MAP_CURVE_COLOUR, blend_overlay, symmetric_limit
+from sensmap.result import SensitivityResult
 
 WHEN = datetime(2026, 11, 26, 14, 15, 0, tzinfo=timezone.utc)
-SAFE_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 
 
 def decode_png(data: bytes) -> Image.Image:
@@ -76,7 +76,7 @@ def test_png_report_accepts_a_plain_array_and_refuses_no_results(pair):
 def test_overlay_png_is_the_blended_photo_above_a_colour_bar(photo, pair):
     big = np.asarray(Image.fromarray(photo.pixels).resize((640, 480), Image.Resampling.NEAREST))
     image = np.asarray(decode_png(report.overlay_png(big, pair[0])))
-    assert image.shape[1] == 640 and image.shape[0] > 480 + report.BAR_HEIGHT  # the legend strip below
+    assert image.shape[1] == 640 and image.shape[0] > 480 + figures.BAR_HEIGHT  # the legend strip below
     support = report.map_to_photo(pair[0].support, (480, 640), "squash")
     expected = blend_overlay(big, support, float(np.abs(pair[0].support).max()))
     assert np.array_equal(image[:480], expected)
@@ -92,9 +92,92 @@ def test_overlay_png_enlarges_small_photos_for_a_legible_legend(photo, pair):
     assert image.width == report.OVERLAY_MIN_WIDTH and image.height > photo.height
 
 
-def test_ascii_text_for_the_default_font():
-    assert report.ascii_text("MobileNet α0.75 224×224 − Réseau 猫") == "MobileNet a0.75 224x224 - Reseau ?"
-    assert report.ascii_text("a · b", keep="·") == "a · b"
+def texts(fig) -> list[str]:
+    from matplotlib.text import Text
+
+    return [t.get_text() for t in fig.findobj(Text) if t.get_text()]
+
+
+def fast_result(result: SensitivityResult) -> SensitivityResult:
+    """The result as fast mode leaves it: every third window measured, the rest predicted (approximate)."""
+    measured = np.arange(result.window_total) % 3 == 0
+    return dataclasses.replace(result, measured=measured, metadata={**result.metadata, "mode": "fast"})
+
+
+def test_png_report_prints_network_names_as_given(photo, pair):
+    lines = texts(report.report_figure(photo, list(pair), title="Tést — ≥ report", generated=WHEN))
+    assert "2. MobileNet α0.75 192px" in lines and "Tést — ≥ report" in lines
+    assert "Difference: MobileNetV2 − MobileNet α0.75 192px" in lines
+    assert not any("a0.75" in line for line in lines)
+    assert "1. class 0: 70.0% ← target" in lines and "Generated 2026-11-26 14:15 UTC by sensmap 0.1.0" in lines
+
+
+@pytest.mark.parametrize(
+    "kind, shape",
+    [("one", (48, 64)), ("one", (37, 11)), ("faithful", (1, 1)), ("two", (3, 500)), ("two faithful", (61, 47)),
+     ("fast", (5, 3))],
+)  # fmt: skip
+def test_png_reports_render_for_any_photo_and_results(kind, shape):
+    first = synthetic_result("MobileNetV2", photo_size=shape)
+    second = synthetic_result("MobileNet α0.75 192px", input_size=(20, 20), photo_size=shape, seed=3)
+    results = {"one": [first], "faithful": [with_faithfulness(first)], "two": [first, second],
+               "two faithful": [with_faithfulness(first), with_faithfulness(second, faithful=False)],
+               "fast": [fast_result(first)]}[kind]  # fmt: skip
+    pixels = synthetic_photo(*shape)
+    fig = report.report_figure(pixels, results, generated=WHEN)
+    image = decode_png(figures.png_bytes(fig))
+    assert image.width == report.PNG_WIDTH and image.height == fig.bbox.height
+    lines = texts(fig)
+    panels = [ax.get_images()[0].get_array() for ax in fig.axes if ax.get_label() == "image"]
+    assert len(panels) == (3 if len(results) == 2 else 1)  # with two results: their difference too
+    shown = report._fit_photo(pixels)
+    assert max(shown.shape[:2]) >= min(report.IMAGE_BOX) and shown.shape[:2] == panels[0].shape[:2]
+    limit = symmetric_limit(*(r.support for r in results))
+    maps = [report.map_to_photo(result.support, shown.shape[:2]) for result in results]
+    maps += [maps[0] - maps[1]] if len(results) == 2 else []  # the difference A − B, on the same scale
+    for panel, values in zip(panels, maps, strict=True):
+        assert np.array_equal(panel, blend_overlay(shown, values, limit))
+    assert all(any(line.endswith(result.model_name) for line in lines) for result in results)
+    curves = [ax for ax in fig.axes if ax.get_label().endswith(" curves")]
+    assert len(curves) == 2 * sum(report.faithfulness_numbers(r) is not None for r in results)
+    approximate = [line for line in lines if "approximate" in line]
+    assert len(approximate) == (2 if kind == "fast" else 0)  # under the heading and in the parameters
+    if kind == "fast":
+        assert approximate[0] == "map for 'class 0' (approximate: fast mode, part of the windows predicted)"
+
+
+def test_png_report_colour_bars_match_the_results(photo, pair):
+    fig = report.report_figure(photo, list(pair), generated=WHEN)
+    bars = [ax.get_xlim() for ax in fig.axes if ax.get_label() == "colour bar"]
+    limit = 100 * symmetric_limit(*(r.support for r in pair))  # one scale for both maps and their difference, pp
+    assert bars == [pytest.approx((-limit, limit))] * 3
+    assert texts(fig).count(f"+{limit:.1f} pp: supports (red)") == 3 and texts(fig).count("0 pp") == 3
+    log_odds = synthetic_result("other", score_kind="log-odds")
+    fig = report.report_figure(photo, [pair[0], log_odds], generated=WHEN)  # units differ: a scale each
+    bars = [ax.get_xlim() for ax in fig.axes if ax.get_label() == "colour bar"]
+    own = [100 * np.abs(pair[0].support).max(), np.abs(log_odds.support).max()]
+    assert bars == [pytest.approx((-own[0], own[0])), pytest.approx((-own[1], own[1]))]
+    assert f"-{own[1]:.2f} log-odds: inhibits (blue)" in texts(fig) and "0 log-odds" in texts(fig)
+
+
+def test_png_report_is_deterministic(photo, pair):
+    assert report.report_png(photo, list(pair), generated=WHEN) == report.report_png(photo, list(pair), generated=WHEN)
+
+
+@pytest.mark.parametrize("shape", [(3, 2), (1, 700), (97, 31)])
+def test_overlay_png_of_tiny_and_odd_photos(shape, pair):
+    pixels = synthetic_photo(*shape)
+    result = fast_result(pair[1])
+    image = np.asarray(decode_png(report.overlay_png(pixels, result)))
+    width = max(shape[1], report.OVERLAY_MIN_WIDTH)
+    height = max(1, round(shape[0] * width / shape[1]))
+    assert image.shape[1] == width and image.shape[0] > height + figures.BAR_HEIGHT
+    shown = np.asarray(Image.fromarray(pixels).resize((width, height), Image.Resampling.NEAREST))
+    values = report.map_to_photo(result.support, (height, width), result.fit)
+    assert np.array_equal(image[:height], blend_overlay(shown, values, float(np.abs(result.support).max())))
+    lines = texts(report._overlay_sheet(pixels, result, 0.6, None).figure())
+    caption = f"MobileNet α0.75 192px: class 0 (70.0%), {result.passes} passes, approximate (fast mode)"
+    assert " ".join(lines).startswith(caption + " -")  # wrapped to the bar's width, above the bar's labels
 
 
 def test_parameter_rows_describe_the_run(pair):
@@ -167,7 +250,7 @@ def test_reports_carry_the_curves_aucs_story_stability_and_pointing(photo):
     image = decode_png(report.report_png(photo, [result], generated=WHEN))
     assert image.height <= 1600
     curves = np.asarray(image)[:, : report.MARGIN + report.IMAGE_BOX[0]]
-    red = (np.abs(curves.astype(int) - report.MAP_CURVE_COLOUR).sum(axis=-1) < 30).sum()
+    red = (np.abs(curves.astype(int) - MAP_CURVE_COLOUR).sum(axis=-1) < 30).sum()
     assert red > 300, "the map-order curves are drawn in their colour under the photo"
     assert image.height >= plain.height
 
@@ -186,37 +269,6 @@ def test_png_report_text_has_the_story_and_auc_lines(pair):
     assert any(line.startswith("stability: mean spread ") for line in lines)
     result.metadata["story"] = "Kept story."
     assert report.story_text(result) == "Kept story."
-
-
-def test_report_filename_example():
-    name = report.report_filename("report", ["MobileNetV2", "MobileNet α0.75 192px"], "png", when=WHEN)
-    assert name == "sensmap-report-MobileNetV2-vs-MobileNet_a0.75_192px-20261126-141500.png"
-
-
-@pytest.mark.parametrize(
-    "models",
-    [
-        ["../../etc/passwd"],
-        ["my model v2", "  "],
-        ["Réseau 猫 ✓", "..", "/", "\\\\server\\share"],
-        ["a" * 500] * 9,
-        [],
-    ],
-)
-@pytest.mark.parametrize("kind, ext", [("report", "png"), ("../html", ".ht/ml"), ("", "")])
-def test_report_filename_is_safe(models, kind, ext):
-    name = report.report_filename(kind, models, ext, when=WHEN)
-    assert SAFE_NAME.match(name), name
-    assert name.startswith("sensmap-") and ".." not in name and os.path.basename(name) == name
-    assert len(name) <= 255
-    assert name.endswith("-20261126-141500." + (re.sub(r"[^A-Za-z0-9]", "", ext) or "bin"))
-
-
-def test_report_filename_uses_current_utc_time():
-    name = report.report_filename("report", ["Net"], "png")
-    stamp = datetime.strptime(name.split("-Net-")[1].removesuffix(".png"), "%Y%m%d-%H%M%S")
-    now = datetime.now(timezone.utc).replace(tzinfo=None)
-    assert abs((now - stamp).total_seconds()) < 60
 
 
 def test_reports_of_a_photo_with_gps_exif_carry_none_of_it(pair):

@@ -130,6 +130,29 @@ def test_networks_page_groups_the_catalogue_and_lists_ready_networks_first():
     assert any(o.startswith(SMALL) for o in options[:4])
 
 
+def test_without_ready_networks_network_a_is_mobilenetv2_and_nothing_downloads_unasked(monkeypatch, tmp_path):
+    from keras.src.utils import file_utils
+
+    asked = []
+    monkeypatch.delenv("SENSMAP_WEIGHTS_DIR")
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))  # an empty Keras cache: every network needs a download
+    monkeypatch.setattr(file_utils, "get_file", lambda *args, **kwargs: asked.append(args) or 1 / 0)
+    at = open_app("pages/networks.py")
+    assert at.selectbox(key="w.network.A").value == "MobileNetV2"
+    assert at.selectbox(key="w.network.B").value == "— none —"
+    assert not errors(at) and not at.status and asked == []
+    assert button(at, "Download and load MobileNetV2 now")
+    at.selectbox(key="w.network.B").select("Xception").run()  # choosing is not loading: still nothing downloads
+    assert asked == [] and button(at, "Download and load Xception now")
+
+
+def test_catalogue_parameters_are_counts_of_each_variant():
+    entries = ui.choice_labels()
+    assert entries[SMALL].params == "0.48 M" and entries["MobileNet α0.75 192px"].params == "2.60 M"
+    assert entries["MobileNetV2"].params == "3.54 M" and entries["ResNet50"].params == "25.6 M"
+    assert not any("fewer" in entry.params for entry in entries.values())
+
+
 @pytest.mark.slow
 def test_weights_that_cannot_be_downloaded_show_an_error(monkeypatch, tmp_path):
     from keras.src.utils import file_utils
@@ -338,7 +361,11 @@ def test_a_finished_map_keeps_story_stability_and_pointing_in_its_npz():
 # --------------------------------------------------------------------------- security: config, uploads, exports
 
 IMAGE_TYPES = {"jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif"}
-DASHBOARD_SOURCES = [REPO / "app.py", REPO / "sensmap" / "ui.py", *sorted((REPO / "pages").glob("*.py"))]
+DASHBOARD_SOURCES = [  # every file that may import Streamlit
+    REPO / "app.py",
+    *sorted((REPO / "sensmap" / "ui").glob("*.py")),
+    *sorted((REPO / "pages").glob("*.py")),
+]
 
 
 def test_server_config_states_the_security_settings():
@@ -520,7 +547,7 @@ def test_a_bad_upload_and_a_weights_error_keep_the_earlier_photos_settings_and_m
         shown.append(exc)
         real_show_error(exc)
 
-    monkeypatch.setattr(ui, "show_error", recording_show_error)
+    monkeypatch.setattr(ui.networks, "show_error", recording_show_error)  # where load_network looks it up
     at = add_sample(open_app())
     run_small_map(at)
     (key,) = at.session_state[ui.K_RESULTS]

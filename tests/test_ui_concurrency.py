@@ -11,7 +11,9 @@ import contextlib
 import copy
 import dataclasses
 import gc
+import importlib
 import os
+import pkgutil
 import re
 import threading
 import time
@@ -23,7 +25,7 @@ import numpy as np
 import pytest
 from conftest import REPO, shared_photo
 from streamlit.testing.v1 import AppTest
-from test_ui import APP, SMALL, TIMEOUT, button, errors, go
+from test_ui import APP, DASHBOARD_SOURCES, SMALL, TIMEOUT, button, errors, go
 
 from sensmap import ui
 from sensmap.errors import CancelledError
@@ -176,10 +178,13 @@ def session_strings(at: AppTest) -> set[str]:
 
 
 def module_constants() -> dict[str, object]:
-    """:mod:`sensmap.ui`'s module-level containers (shared by every session; must never change)."""
+    """The module-level containers of :mod:`sensmap.ui` and its modules (shared by every session; must never
+    change)."""
+    modules = [ui, *(importlib.import_module(f"{ui.__name__}.{m.name}") for m in pkgutil.iter_modules(ui.__path__))]
     return {
-        name: copy.deepcopy(value)
-        for name, value in vars(ui).items()
+        f"{module.__name__}.{name}": copy.deepcopy(value)
+        for module in modules
+        for name, value in vars(module).items()
         if not name.startswith("__") and isinstance(value, (dict, list, set, tuple))
     }
 
@@ -198,8 +203,8 @@ def test_four_sessions_mapping_at_once_get_their_own_results(monkeypatch):
         sequential_peak = rss.peak
 
         # All four at once, against a cold cache: the first load of the network happens under contention.
-        ui._cached_network.clear()
-        ui._seconds_per_pass.clear()
+        ui.networks.cached_network.clear()
+        ui.costs._seconds_per_pass.clear()
         loads: list[str] = []
         original_load = ui.NetworkChoice.load
 
@@ -268,8 +273,7 @@ def test_the_dashboard_caches_only_shared_read_only_values():
     """Only the loaded networks and the per-pass timing are cached across sessions (``st.cache_resource``);
     everything else of a session lives in its ``st.session_state``. A new cross-session cache must be
     reviewed for thread safety and added here."""
-    sources = {path.relative_to(REPO).as_posix(): path.read_text("utf-8") for path in
-               [REPO / "app.py", REPO / "sensmap" / "ui.py", *sorted((REPO / "pages").glob("*.py"))]}  # fmt: skip
+    sources = {path.relative_to(REPO).as_posix(): path.read_text("utf-8") for path in DASHBOARD_SOURCES}
     cached = {
         (name, match.group(1))
         for name, text in sources.items()
@@ -277,14 +281,14 @@ def test_the_dashboard_caches_only_shared_read_only_values():
             r"@(?:st\.cache_resource|st\.cache_data|\w*\.?lru_cache|\w*\.?cache)\b[^\n]*\ndef (\w+)", text
         )
     }
-    assert cached == {("sensmap/ui.py", "_cached_network"), ("sensmap/ui.py", "_seconds_per_pass")}
+    assert cached == {("sensmap/ui/networks.py", "cached_network"), ("sensmap/ui/costs.py", "_seconds_per_pass")}
     for name, text in sources.items():
         assert not re.search(r"^\s*global\s", text, re.MULTILINE), f"{name} rebinds a module global"
         assert "st.experimental_singleton" not in text and "st.singleton" not in text
     # The cached values: a Network (read-only after loading; its compiled call is created under a lock,
     # see test_the_shared_network_is_safe_from_several_threads) and a float.
-    assert ui._seconds_per_pass.__wrapped__.__annotations__["return"] in ("float", float)
-    assert ui._cached_network.__wrapped__.__annotations__["return"] in ("Network", "'Network'")
+    assert ui.costs._seconds_per_pass.__wrapped__.__annotations__["return"] in ("float", float)
+    assert ui.networks.cached_network.__wrapped__.__annotations__["return"] in ("Network", "'Network'")
 
 
 @pytest.mark.slow

@@ -1,0 +1,79 @@
+"""The Map page's settings (shared with Compare and Report): the choices offered and the chosen ones."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import streamlit as st
+
+from ..windows import DEFAULT_SIZES, DEFAULT_STRIDE
+from .session import K_SETTINGS, state
+
+SIZE_CHOICES: dict[str, float] = {f"1/{n}": 1 / n for n in (2, 3, 4, 6, 8, 12, 16)}
+STRIDE_CHOICES: dict[str, float] = {"1 (side by side)": 1.0, "3/4": 0.75, "1/2": 0.5, "1/3": 1 / 3, "1/4": 0.25}
+FILL_CHOICES: dict[str, str] = {
+    "gray": "gray (middle grey)",
+    "mean": "mean colour of the photo",
+    "black": "black",
+    "white": "white",
+    "blur": "blurred photo",
+    "custom": "custom colour",
+}
+SCORE_CHOICES: dict[str, str] = {"probability": "probability (pp)", "log-odds": "log-odds (saturated networks)"}
+MODE_CHOICES: dict[str, str] = {
+    "exact": "exact",
+    "incremental": "incremental (same map, faster after the first)",
+    "fast": "fast (approximate, 2–3× fewer passes)",
+}
+
+
+@dataclass(frozen=True)
+class MapSettings:
+    """The Map page's settings; :meth:`kwargs` feeds :func:`sensmap.sensitivity_map`."""
+
+    sizes: tuple[float, ...] = DEFAULT_SIZES
+    stride: float = DEFAULT_STRIDE
+    fill: str = "gray"  # a name of FILL_CHOICES; "custom" uses colour
+    colour: str = "#808080"
+    score: str = "probability"
+    mode: str = "exact"  # a key of MODE_CHOICES (sensmap.result.MODES)
+
+    def fill_value(self) -> str | tuple[float, float, float]:
+        if self.fill != "custom":
+            return self.fill
+        text = self.colour.lstrip("#")
+        return tuple(float(int(text[i : i + 2], 16)) for i in (0, 2, 4))  # type: ignore[return-value]
+
+    def kwargs(self, target: int | None = None) -> dict[str, Any]:
+        return dict(
+            sizes=self.sizes, stride=self.stride, fill=self.fill_value(), score=self.score, target=target,
+            mode=self.mode,
+        )  # fmt: skip
+
+    @property
+    def key(self) -> tuple:
+        return (tuple(round(s, 6) for s in self.sizes), round(self.stride, 6), self.fill_value(), self.score, self.mode)
+
+
+def label_for(choices: dict[str, Any], value: Any) -> str:
+    """The label of ``value`` in a ``{label: value}`` mapping (closest value for floats)."""
+    if isinstance(value, float):
+        return min(choices, key=lambda label: abs(choices[label] - value))
+    return next((label for label, v in choices.items() if v == value), next(iter(choices)))
+
+
+def settings() -> MapSettings:
+    return state(K_SETTINGS, MapSettings)
+
+
+def set_settings(value: MapSettings) -> None:
+    st.session_state[K_SETTINGS] = value
+
+
+def describe_settings(value: MapSettings) -> str:
+    """One line about the settings, e.g. ``covers 1/2, 1/4 · stride 1/2 · fill gray · probability``."""
+    covers = ", ".join(label_for(SIZE_CHOICES, s) for s in value.sizes)
+    fill = value.colour if value.fill == "custom" else value.fill
+    mode = "" if value.mode == "exact" else f" · {value.mode} mode"
+    return f"covers {covers} · stride {label_for(STRIDE_CHOICES, value.stride)} · fill {fill} · {value.score}{mode}"

@@ -1,0 +1,94 @@
+"""The session's finished maps (keyed by photo, network, settings and class) and the classes they explain."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import streamlit as st
+
+from ..errors import SensmapError
+from .session import K_LAST, K_RESULTS, K_TARGETS, K_TOP, state
+
+if TYPE_CHECKING:
+    from ..models import Network
+    from ..result import SensitivityResult
+    from .map_settings import MapSettings
+    from .networks import NetworkChoice
+    from .photo_store import PhotoEntry
+
+MAX_RESULTS = 24
+
+
+@dataclass(frozen=True)
+class ResultKey:
+    """What a map depends on: photo, network, settings and target class."""
+
+    photo: str
+    network: str
+    settings: tuple
+    target: int
+
+
+def top_classes(choice: NetworkChoice, network: Network, photo: PhotoEntry) -> list[tuple[int, str, float]]:
+    """Top-5 ``(index, name, probability)`` of the whole photo (kept per photo and network)."""
+    from ..engine import classify
+
+    store = state(K_TOP, dict)
+    key = (photo.sha256, choice.key)
+    if key not in store:
+        store[key] = [(p.index, p.name, p.probability) for p in classify(network, photo.image, top=5)]
+    return store[key]
+
+
+def target_for(choice: NetworkChoice, network: Network, photo: PhotoEntry) -> int:
+    """The class the map explains: the one picked on the Map page, else the top-1 class."""
+    chosen = state(K_TARGETS, dict).get((photo.sha256, choice.key))
+    return chosen if chosen is not None else top_classes(choice, network, photo)[0][0]
+
+
+def set_target(choice: NetworkChoice, photo: PhotoEntry, index: int) -> None:
+    state(K_TARGETS, dict)[(photo.sha256, choice.key)] = int(index)
+
+
+def target_widget_key(choice: NetworkChoice, photo: PhotoEntry) -> str:
+    return f"w.target.{photo.sha256[:16]}.{choice.key}"
+
+
+def same_class(network: Network, name: str, fallback: int) -> int:
+    """Index of class ``name`` in ``network`` (for comparing two networks on one class), else ``fallback``."""
+    try:
+        return network.class_index(name)
+    except SensmapError:
+        return fallback
+
+
+def result_key(choice: NetworkChoice, photo: PhotoEntry, value: MapSettings, target: int) -> ResultKey:
+    return ResultKey(photo.sha256, choice.key, value.key, int(target))
+
+
+def results() -> dict[ResultKey, SensitivityResult]:
+    return state(K_RESULTS, dict)
+
+
+def store_result(key: ResultKey, result: SensitivityResult) -> None:
+    store = results()
+    store.pop(key, None)
+    store[key] = result
+    while len(store) > MAX_RESULTS:
+        del store[next(iter(store))]
+    state(K_LAST, dict)[(key.photo, key.network)] = key
+
+
+def result_to_show(key: ResultKey) -> tuple[SensitivityResult | None, bool]:
+    """``(result, exact)``: the map for ``key``, else the last finished one of this photo and network."""
+    store = results()
+    if key in store:
+        return store[key], True
+    last = st.session_state.get(K_LAST, {}).get((key.photo, key.network))
+    return (store[last], False) if last in store else (None, False)
+
+
+def last_key(photo: PhotoEntry, choice: NetworkChoice) -> ResultKey | None:
+    """The key of the last finished map of this photo and network (None before any)."""
+    return st.session_state.get(K_LAST, {}).get((photo.sha256, choice.key))

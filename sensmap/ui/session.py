@@ -1,0 +1,52 @@
+"""The session-state model: the ``st.session_state`` keys of the dashboard and :func:`state`.
+
+Per browser session; nothing is shared between sessions except the ``st.cache_resource`` values
+(the cached, read-only networks of :func:`sensmap.ui.networks.load_network` and the per-pass timing
+of :mod:`sensmap.ui.costs`).
+
+* ``sensmap.photos``: ``{sha256: PhotoEntry}`` in the order added; ``sensmap.active_photo``:
+  the sha256 of the photo being explained; ``sensmap.uploader_generation`` and
+  ``sensmap.upload_messages``: the upload widget's generation and the last upload's outcome.
+* ``sensmap.network.A`` / ``sensmap.network.B``: the chosen :class:`NetworkChoice` (or None);
+  ``sensmap.loaded_networks``: the keys of the networks this session loaded.
+* ``sensmap.settings``: the :class:`MapSettings` of the Map page (shared with Compare and Report);
+  ``sensmap.targets``: ``{(sha256, network key): class index}`` chosen on the Map page;
+  ``sensmap.top_classes``: ``{(sha256, network key): top-5 classes}``.
+* ``sensmap.results``: ``{ResultKey: SensitivityResult}`` (most recent :data:`MAX_RESULTS`);
+  ``sensmap.last``: ``{(sha256, network key): ResultKey}`` of the last finished map.
+* ``sensmap.running``: set while a map runs, removed when it ends; still set on the next run
+  means the run was interrupted (Stop, or any other click) — see :func:`show_stopped_run`.
+* ``sensmap.boxes``: ``{sha256: (y0, x0, y1, x1)}`` the pointing-check box of each photo, in
+  fractions of the photo; ``sensmap.box_inputs``: ``{sha256: n}`` the generation of its number inputs.
+* ``sensmap.reports``: the PNG reports of this session (most recent :data:`MAX_REPORTS`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import streamlit as st
+
+K_PHOTOS = "sensmap.photos"
+K_ACTIVE = "sensmap.active_photo"
+K_UPLOADER = "sensmap.uploader_generation"
+K_UPLOAD_MESSAGES = "sensmap.upload_messages"
+K_NETWORK = {"A": "sensmap.network.A", "B": "sensmap.network.B"}
+K_LOADED = "sensmap.loaded_networks"
+K_SETTINGS = "sensmap.settings"
+K_TARGETS = "sensmap.targets"
+K_TOP = "sensmap.top_classes"
+K_RESULTS = "sensmap.results"
+K_LAST = "sensmap.last"
+K_RUNNING = "sensmap.running"
+K_REPORTS = "sensmap.reports"
+K_BOXES = "sensmap.boxes"
+K_BOX_INPUTS = "sensmap.box_inputs"
+
+
+def state(key: str, default: Callable[[], Any]) -> Any:
+    """``st.session_state[key]``, set to ``default()`` first when the session has none."""
+    if key not in st.session_state:
+        st.session_state[key] = default()
+    return st.session_state[key]

@@ -26,12 +26,11 @@ from PIL import Image
 from . import __version__
 from .errors import ParameterError
 from .figures import MUTED, TEXT, Line, Sheet, png_bytes
-from .filenames import ascii_text as ascii_text  # re-exported: the audit's summary PNG uses it
 from .filenames import report_filename as report_filename  # re-exported for the dashboard
 from .filenames import safe_name as safe_name  # re-exported for the dashboard and the audit
 from .filenames import utc
 from .images import LoadedImage, map_to_photo
-from .metrics import agreement, stability
+from .metrics import stability
 from .render import (
     COLOUR_CAPTION,
     DEFAULT_OPACITY,
@@ -43,9 +42,9 @@ from .render import (
     faithfulness_verdict,
     format_value,
     label_flip_figure,
-    map_on_photo,
     overlay_figure,
     per_size_figure,
+    photo_agreement,
     photo_pixels,
     stability_figure,
     support_unit,
@@ -206,7 +205,7 @@ def _prepare(photo, results, photo_credit: str | None, generated: datetime | Non
     limit = _common_limit(results)
     numbers = None
     if len(results) == 2 and limit is not None:
-        numbers = agreement(*(map_on_photo(r, r.support, pixels.shape[:2]) for r in results))
+        numbers = photo_agreement(*results, pixels.shape[:2])
     units = {support_unit(r)[1] for r in results}
     unit_note = (
         "Values in percentage points (pp) of class probability."

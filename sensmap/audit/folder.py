@@ -30,6 +30,7 @@ FORMAT_VERSION = 1
 # The folder's layout (see the package docstring).
 AUDIT_JSON = "audit.json"
 INDEX_FILE = "index.parquet"
+PAIRS_FILE = "pairs.parquet"
 MEANS_FILE = "class_means.npz"
 SUMMARY_PNG = "summary.png"
 SUMMARY_HTML = "summary.html"

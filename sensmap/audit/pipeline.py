@@ -38,6 +38,7 @@ from .folder import (
 from .index import rebuild_index
 from .inputs import AuditItem, collect_inputs
 from .networks import ModelSpec, resolve_model
+from .pairs import build_pairs
 from .summary import write_summary
 from .worker import AuditWorker, _decode_rows
 
@@ -49,7 +50,8 @@ log = logging.getLogger(__name__)
 # --------------------------------------------------------------------------- progress and statistics
 
 
-def _duration(seconds: float) -> str:
+def duration_text(seconds: float) -> str:
+    """A duration for people: ``42s``, ``3m05s``, ``2h07m``."""
     seconds = max(0, int(round(seconds)))
     if seconds < 60:
         return f"{seconds}s"
@@ -71,7 +73,7 @@ class AuditProgress:
     eta_s: float | None
 
     def line(self) -> str:
-        eta = "" if self.eta_s is None else f"  ETA {_duration(self.eta_s)}"
+        eta = "" if self.eta_s is None else f"  ETA {duration_text(self.eta_s)}"
         errors = f"  {self.errors} error{'s' if self.errors != 1 else ''}" if self.errors else ""
         return f"{self.done}/{self.total} images  {self.images_per_s:.2f} images/s{eta}{errors}"
 
@@ -419,6 +421,7 @@ def run_audit(
         stats.maps, stats.errors = _written(before, _snapshot(out, specs))
         stats.processed = max(stats.processed, len(items) - stats.skipped - len(_pending(items, specs, out, False)))
         index = rebuild_index(out)
+        build_pairs(index)
         stats.index_path = str(out / INDEX_FILE)
         errors = index.frame[index.frame["status"] == "error"]
         stats.failed_images = int(errors["image_id"].nunique())

@@ -72,12 +72,10 @@ def stability_numbers(key: ResultKey, result: SensitivityResult) -> tuple[np.nda
 
 
 def agreement_numbers(photo: PhotoEntry, result_a: SensitivityResult, result_b: SensitivityResult) -> dict:
-    """:func:`sensmap.metrics.agreement` of two maps resampled onto the same photo grid."""
-    from ..metrics import agreement
-    from ..render import map_on_photo
+    """:func:`sensmap.render.photo_agreement` of two maps of the photo (on its own pixel grid)."""
+    from ..render import photo_agreement
 
-    shape = photo.image.pixels.shape[:2]
-    return agreement(map_on_photo(result_a, result_a.support, shape), map_on_photo(result_b, result_b.support, shape))
+    return photo_agreement(result_a, result_b, photo.image.pixels.shape[:2])
 
 
 def approximate_note(result: SensitivityResult) -> str:

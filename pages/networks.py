@@ -53,8 +53,8 @@ for role, title in (("A", "Network A (explained)"), ("B", "Network B (for compar
         key=f"w.load.{role}", icon=":material/download:",
         help="Optional: the Map and Compare pages load the networks they need.",
     ):  # fmt: skip
-        ui.load_network(choice)
-        st.rerun()
+        if ui.load_network(choice) is not None:  # loaded: show it as loaded; a failure stays on screen
+            st.rerun()
 
 st.subheader("Catalogue")
 groups: dict[str, list[ui.CatalogueEntry]] = {}

@@ -164,6 +164,8 @@ def test_weights_that_cannot_be_downloaded_show_an_error(monkeypatch, tmp_path):
     monkeypatch.setattr(file_utils, "get_file", offline)
     at = open_app("pages/networks.py")
     at.selectbox(key="w.network.A").select("ResNet50").run()
+    assert not at.exception and not errors(at)  # choosing is not downloading
+    button(at, "Download and load ResNet50 now").click().run()
     assert not at.exception
     assert any("could not get the ImageNet weights for ResNet50" in text for text in errors(at)), errors(at)
     assert at.session_state[ui.K_NETWORK["A"]].name == "ResNet50", "the choice stays; the error is shown"
@@ -566,6 +568,7 @@ def test_a_bad_upload_and_a_weights_error_keep_the_earlier_photos_settings_and_m
     monkeypatch.setattr(file_utils, "get_file", offline)
     go(at, "pages/networks.py")  # a network whose weights cannot be had
     at.selectbox(key="w.network.A").select("ResNet50").run()
+    button(at, "Download and load ResNet50 now").click().run()
     assert not at.exception
     assert [type(exc).__name__ for exc in shown] == ["WeightsError"], shown
     assert any("ResNet50" in text for text in errors(at))

@@ -72,6 +72,28 @@ def validate_score_kind(kind: str) -> str:
     return key
 
 
+def unit_for(method: str, score_kind: str) -> tuple[float, str]:
+    """``(factor, unit)`` turning maps of ``method`` with ``score_kind`` into displayed values: ``(100, "pp")`` for
+    probability differences (occlusion, RISE), ``(1, "log-odds")``, or ``(1, "relative")`` for Grad-CAM (0..1,
+    1 = the map's peak). :attr:`SensitivityResult.display_unit` of a result; audits' mean maps use it too."""
+    if validate_method(method) == "gradcam":
+        return 1.0, "relative"
+    return (100.0, "pp") if validate_score_kind(score_kind) == "probability" else (1.0, "log-odds")
+
+
+def unit_words(method: str, score_kind: str) -> str:
+    """The unit of maps of ``method`` with ``score_kind`` in words, for legends and reports
+    (:attr:`SensitivityResult.unit_description`)."""
+    method = validate_method(method)
+    if method == "gradcam":
+        return f"{GRADCAM_UNIT}: 1 = the map's strongest point; not a change of probability"
+    probability = validate_score_kind(score_kind) == "probability"
+    unit = "percentage points of class probability" if probability else "log-odds of the class"
+    if method == "rise":
+        return f"{unit}: expected score drop when the area is covered by random masks rather than kept"
+    return f"{unit}: score drop when the area is covered"
+
+
 def class_scores(probabilities: np.ndarray, class_index: int, kind: str = "probability") -> np.ndarray:
     """Score of one class from probabilities ``(..., classes)``: the probability or its log-odds."""
     p = np.asarray(probabilities, dtype=np.float64)[..., class_index]
@@ -195,19 +217,12 @@ class SensitivityResult:
     def display_unit(self) -> tuple[float, str]:
         """``(factor, unit)`` turning the map into displayed values: ``(100, "pp")`` for probability differences
         (occlusion, RISE), ``(1, "log-odds")``, or ``(1, "relative")`` for Grad-CAM (0..1, 1 = the map's peak)."""
-        if self.method == "gradcam":
-            return 1.0, "relative"
-        return (100.0, "pp") if self.score_kind == "probability" else (1.0, "log-odds")
+        return unit_for(self.method, self.score_kind)
 
     @property
     def unit_description(self) -> str:
         """The map's unit in words, for legends and reports."""
-        if self.method == "gradcam":
-            return f"{GRADCAM_UNIT}: 1 = the map's strongest point; not a change of probability"
-        unit = "percentage points of class probability" if self.score_kind == "probability" else "log-odds of the class"
-        if self.method == "rise":
-            return f"{unit}: expected score drop when the area is covered by random masks rather than kept"
-        return f"{unit}: score drop when the area is covered"
+        return unit_words(self.method, self.score_kind)
 
     @property
     def detail_px(self) -> int:

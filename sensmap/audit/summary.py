@@ -32,22 +32,18 @@ if TYPE_CHECKING:  # pragma: no cover
     import plotly.graph_objects as go
 
 
-def _unit(score_kind: str) -> tuple[float, str]:
-    return (100.0, "pp") if score_kind == "probability" else (1.0, "log-odds")
-
-
 def class_means_figure(means: Sequence[ClassMean], *, limit: float | None = None, columns: int = 6) -> go.Figure:
     """Plotly grid of mean maps (network grid) on one shared symmetric scale (red supports, blue inhibits)."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    from ..render import COLOUR_CAPTION, plain, support_heatmap, symmetric_limit
+    from ..render import colour_caption, plain, support_heatmap, symmetric_limit
 
     if not means:
         fig = go.Figure()
         fig.update_layout(title="no mapped images", template="plotly_white")
         return fig
-    factor, unit = _unit(means[0].score_kind)
+    factor, unit = means[0].display_unit
     bound = symmetric_limit(*(m.mean for m in means), limit=limit) * factor
     cols = max(1, min(int(columns), len(means)))
     rows = math.ceil(len(means) / cols)
@@ -65,7 +61,7 @@ def class_means_figure(means: Sequence[ClassMean], *, limit: float | None = None
     by = "predicted class" if means[0].by == "predicted" else "label"
     fig.update_layout(
         title=dict(text=f"{plain(means[0].model)}: mean support map per {by} (network grid)<br>"
-                        f"<sup>{COLOUR_CAPTION}</sup>", x=0.01, xanchor="left"),
+                        f"<sup>{colour_caption(means[0])}</sup>", x=0.01, xanchor="left"),
         template="plotly_white", margin=dict(l=10, r=10, t=90, b=10), height=110 + 190 * rows,
     )  # fmt: skip
     return fig
@@ -176,7 +172,7 @@ def _summary_png(audit: AuditIndex, sections) -> bytes:
             y += 56
         elif kind == "means":
             by, means = payload
-            factor, unit = _unit(means[0].score_kind)
+            factor, unit = means[0].display_unit
             limit = symmetric_limit(*(m.mean for m in means))
             scale = f"-{limit * factor:.1f}..+{limit * factor:.1f} {unit}"
             text(

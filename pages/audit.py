@@ -49,8 +49,10 @@ st.dataframe(rows[[c for c in columns if c in rows]], hide_index=True, width="st
 
 by = st.radio("Mean maps by", ["predicted", "label"], horizontal=True, key="w.audit.by",
               format_func={"predicted": "predicted class", "label": "label"}.get)  # fmt: skip
-st.plotly_chart(audit.class_means_figure(audit.class_means(index, model, by)), key="chart.audit.means")
-st.caption(ui.colour_key())
+means = audit.class_means(index, model, by)
+st.plotly_chart(audit.class_means_figure(means), key="chart.audit.means")
+if means:
+    st.caption(ui.colour_key(means[0]))
 suspects = audit.shortcut_suspects(index, model)
 if len(suspects):
     st.subheader("Shortcut suspects")

@@ -75,6 +75,6 @@ for role, result in zip("AB", results, strict=True):
 figure = ui.wrap_subplot_titles(render.compare_figure(photo.image, result_a, result_b))
 st.plotly_chart(figure, key="chart.compare", height=480)
 st.caption(
-    ui.colour_key(result_a.score_kind)
+    ui.colour_key(result_a)
     + " Difference panel: red where A relies on the area more than B, blue where B relies on it more."
 )

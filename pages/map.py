@@ -96,7 +96,7 @@ story_slot.info(ui.plain(ui.story_text(result)), icon=":material/record_voice_ov
 if result.approximate:
     st.warning(ui.plain(ui.approximate_note(result)), icon=":material/speed:")
 shown_key = key if exact else ui.last_key(photo, choice)
-st.caption(ui.colour_key(result.score_kind))
+st.caption(ui.colour_key(result))
 views = ["Overlay", "Brightness", "Per cover size", "Label flip", "Faithfulness", "Stability"]
 tabs = st.tabs(views, key="w.view", on_change="rerun")
 with tabs[0]:

@@ -110,7 +110,8 @@ def test_close_margins_are_called_about_as_faithful_and_no_winner_below_random()
 def test_a_failed_sanity_check_of_the_winner_is_named():
     maps = three_maps()
     maps[2].metadata["sanity"] = {"spearman": [0.9, 0.8, 0.7], "randomised": [1, 2, 3], "flat": [False] * 3,
-                                  "total_layers": 3, "threshold": 0.5, "trustworthy": False, "verdict": "Fails"}  # fmt: skip
+                                  "total_layers": 3, "threshold": 0.5, "trustworthy": False,
+                                  "verdict": "Fails"}  # fmt: skip
     comparison = sidebyside.side_by_side(maps, PHOTO)
     assert comparison.best == "rise" and "failed the randomisation check" in comparison.verdict
     assert comparison.sanity_rows() == [("RISE", "+0.90 (1/3), +0.80 (2/3), +0.70 (3/3)", "fails: not trustworthy")]
@@ -147,8 +148,9 @@ def test_the_methods_figure_has_one_colour_scale_per_unit():
 
 def test_the_sanity_figure_marks_flat_steps():
     maps = three_maps()
-    maps[0].metadata["sanity"] = {"spearman": [0.6, 0.1, 0.0], "randomised": [1, 5, 10], "flat": [False, False, True],
-                                  "total_layers": 10, "threshold": 0.5, "trustworthy": True, "verdict": "Passes"}  # fmt: skip
+    maps[0].metadata["sanity"] = {"spearman": [0.6, 0.1, 0.0], "randomised": [1, 5, 10],
+                                  "flat": [False, False, True], "total_layers": 10, "threshold": 0.5,
+                                  "trustworthy": True, "verdict": "Passes"}  # fmt: skip
     fig = render.sanity_figure(maps)
     lines = [t for t in fig.data if t.mode == "lines+markers"]
     assert len(lines) == 1 and list(lines[0].x) == [0.0, 0.1, 0.5, 1.0] and list(lines[0].y) == [1.0, 0.6, 0.1, 0.0]
@@ -174,8 +176,8 @@ def test_faithfulness_with_a_shared_block_gives_every_method_one_random_baseline
     for result in maps:
         numbers = faithfulness(network, photo, result, steps=6, random_orders=2, block=block)
         assert numbers["block"] == block and result.metadata["faithfulness"] is numbers
-    randoms = [(r.metadata["faithfulness"]["random_deletion_curve"], r.metadata["faithfulness"]["random_insertion_curve"])
-               for r in maps]  # fmt: skip
+    recorded = [r.metadata["faithfulness"] for r in maps]
+    randoms = [(n["random_deletion_curve"], n["random_insertion_curve"]) for n in recorded]
     assert randoms[0] == randoms[1] == randoms[2], "one random baseline for all three"
     comparison = sidebyside.side_by_side(maps, (32, 40))
     assert comparison.block == block and set(comparison.margins) == {"occlusion", "gradcam", "rise"}

@@ -17,7 +17,8 @@ from sensmap.result import SensitivityResult
 APP = REPO / "app.py"
 TIMEOUT = 120  # seconds per script run: the first run of a test session imports TensorFlow
 SMALL = "MobileNet α0.25 128px"  # the fastest real network in ../shared/weights
-PAGES = ["pages/home.py", "pages/photos.py", "pages/networks.py", "pages/map.py", "pages/compare.py", "pages/report.py"]
+PAGES = ["pages/home.py", "pages/photos.py", "pages/networks.py", "pages/map.py", "pages/compare.py",
+         "pages/methods.py", "pages/report.py"]  # fmt: skip
 
 
 @pytest.fixture(autouse=True)

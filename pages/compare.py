@@ -8,14 +8,8 @@ from sensmap import render, ui
 
 st.title("Compare")
 ui.show_stopped_run()
-photo, choice_a, choice_b = ui.active_photo(), ui.network_choice("A"), ui.network_choice("B")
-if photo is None or choice_a is None or choice_b is None:
-    st.info("Compare needs a photo (Photos) and two networks, A and B (Networks).", icon=":material/info:")
-    st.page_link("pages/photos.py" if photo is None else "pages/networks.py", label="Go there", icon=":material/east:")
-    st.stop()
-network_a, network_b = ui.load_network(choice_a), ui.load_network(choice_b)
-if network_a is None or network_b is None:
-    st.stop()
+needs = "Compare needs a photo (Photos) and two networks, A and B (Networks)."
+photo, [(choice_a, network_a), (choice_b, network_b)] = ui.page_inputs("AB", needs)
 
 settings = ui.settings()
 target_a = ui.target_for(choice_a, network_a, photo)

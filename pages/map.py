@@ -8,14 +8,7 @@ from sensmap import render, ui
 
 st.title("Map")
 ui.show_stopped_run()
-photo, choice = ui.active_photo(), ui.network_choice("A")
-if photo is None or choice is None:
-    st.info("First add a photo (Photos) and choose network A (Networks).", icon=":material/info:")
-    st.page_link("pages/photos.py" if photo is None else "pages/networks.py", label="Go there", icon=":material/east:")
-    st.stop()
-network = ui.load_network(choice)
-if network is None:
-    st.stop()
+photo, [(choice, network)] = ui.page_inputs("A", "First add a photo (Photos) and choose network A (Networks).")
 
 top = ui.top_classes(choice, network, photo)
 left, right = st.columns([2, 3], gap="large")

@@ -10,14 +10,7 @@ from sensmap.sidebyside import VERDICT_RULE
 
 st.title("Methods")
 ui.show_stopped_run()
-photo, choice = ui.active_photo(), ui.network_choice("A")
-if photo is None or choice is None:
-    st.info("The methods need a photo (Photos) and network A (Networks).", icon=":material/info:")
-    st.page_link("pages/photos.py" if photo is None else "pages/networks.py", label="Go there", icon=":material/east:")
-    st.stop()
-network = ui.load_network(choice)
-if network is None:
-    st.stop()
+photo, [(choice, network)] = ui.page_inputs("A", "The methods need a photo (Photos) and network A (Networks).")
 
 target = ui.target_for(choice, network, photo)
 settings = ui.settings()

@@ -9,6 +9,7 @@ everything they share lives here, one concern per file, and this module hands al
   percentages, wrapped panel titles.
 * :mod:`~sensmap.ui.photo_store` — the session's photos: uploads, sample photos, the active photo.
 * :mod:`~sensmap.ui.networks` — the network catalogue, the chosen networks A and B, the cached loader.
+* :mod:`~sensmap.ui.page_inputs` — the active photo and loaded networks a page needs, or where to get them.
 * :mod:`~sensmap.ui.map_settings` — the Map page's settings and the choices offered.
 * :mod:`~sensmap.ui.costs` — forward passes and estimated time of a map and its faithfulness check.
 * :mod:`~sensmap.ui.result_cache` — the session's finished maps and the classes they explain.
@@ -73,6 +74,7 @@ from .networks import (
     network_choice,
     set_network_choice,
 )
+from .page_inputs import page_inputs
 from .photo_store import (
     PHOTO_TYPES,
     SAMPLE_PHOTOS,
@@ -218,6 +220,7 @@ __all__ = [
     "models_dir_from_env",
     "network_choice",
     "passes_cost",
+    "page_inputs",
     "percent",
     "photos",
     "plain",

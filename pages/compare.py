@@ -68,7 +68,4 @@ for role, result in zip("AB", results, strict=True):
         st.warning(ui.plain(f"{role}: {ui.approximate_note(result)}"), icon=":material/speed:")
 figure = ui.wrap_subplot_titles(render.compare_figure(photo.image, result_a, result_b))
 st.plotly_chart(figure, key="chart.compare", height=480)
-st.caption(
-    ui.colour_key(result_a)
-    + " Difference panel: red where A relies on the area more than B, blue where B relies on it more."
-)
+st.caption(ui.colour_key(result_a) + " " + ui.DIFFERENCE_KEY)

@@ -93,8 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
     smap.add_argument("--batch-size", type=int, default=None, help="forward-pass batch size (default: automatic)")
     smap.add_argument("--max-passes", type=int, default=None, help="refuse maps needing more forward passes")
     smap.add_argument("--mode", default=None, choices=["exact", "incremental", "fast"],
-                      help="occlusion: exact (default); incremental: same numbers, recomputing only what each cover "
-                      "changes; fast: approximate, about 3x fewer passes")  # fmt: skip
+                      help="occlusion: which windows are measured: exact (default, all of them); fast: approximate, "
+                      "about 3x fewer passes; incremental: exact with --engine incremental")  # fmt: skip
+    smap.add_argument("--engine", default=None, choices=["dense", "incremental", "auto"],
+                      help="occlusion: how each measured window is computed: dense (default: the whole network); "
+                      "incremental: same numbers, recomputing only what each cover changes (traces first, seconds); "
+                      "auto: incremental where the network gains, dense where it cannot")  # fmt: skip
     smap.add_argument("--out-npz", help="write the full result (arrays + JSON metadata) to this .npz file")
     smap.add_argument("--out-png", help="write the photo with the map as overlay and a colour bar to this .png")
     smap.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
@@ -122,7 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--batch-size", type=int, default=None, help="forward-pass batch size (default: automatic)")
     audit.add_argument("--max-passes", type=int, default=None, help="refuse maps needing more forward passes")
     audit.add_argument("--mode", default="exact", choices=["exact", "incremental", "fast"],
-                       help="as for `map` (incremental: the same maps, each worker traces once)")  # fmt: skip
+                       help="as for `map`: which windows are measured (exact or fast)")  # fmt: skip
+    audit.add_argument("--engine", default=None, choices=["dense", "incremental", "auto"],
+                       help="as for `map`: how each window is computed (incremental and auto give the same maps, "
+                       "each worker tracing once)")  # fmt: skip
     audit.add_argument("--workers", type=int, default=None,
                        help="model actors (default: one per GPU, else one per core up to 4; on a cluster "
                        "without GPUs a quarter of its CPUs)")  # fmt: skip
@@ -259,8 +266,8 @@ class _TerminalProgress:
 
 #: ``sensmap map`` options of each method: ``(argument, keyword of the method's function)``.
 _MAP_OPTIONS: dict[str, tuple[tuple[str, str], ...]] = {
-    "occlusion": (("sizes", "sizes"), ("stride", "stride"), ("mode", "mode"), ("batch_size", "batch_size"),
-                  ("max_passes", "max_passes")),
+    "occlusion": (("sizes", "sizes"), ("stride", "stride"), ("mode", "mode"), ("engine", "engine"),
+                  ("batch_size", "batch_size"), ("max_passes", "max_passes")),
     "gradcam": (),
     "rise": (("masks", "masks"), ("mask_grid", "grid"), ("mask_p", "p"), ("seed", "seed"),
              ("batch_size", "batch_size"), ("max_passes", "max_passes")),
@@ -285,7 +292,9 @@ def _cmd_map(args: argparse.Namespace) -> int:
     from .methods import explain
     from .render import format_value, support_unit
     from .report import mode_text
+    from .result import resolve_mode_engine
 
+    resolve_mode_engine(args.mode or "exact", args.engine)  # a contradiction fails before the network loads
     photo = load_image(args.image)
     options = _method_options(args)
     network = _load(args)
@@ -303,6 +312,9 @@ def _cmd_map(args: argparse.Namespace) -> int:
     print(f"{network.name}: target {result.target_name!r} (class {result.target}), p = {result.probability:.2%}")
     rate = result.passes / max(timing, 1e-9)
     how = mode_text(result) if result.windowed else result.approximation_note or "exact"
+    if result.windowed:
+        reason = result.metadata.get("engine_reason", "")
+        how += f"; engine {result.engine}" + (f" ({reason})" if reason else "")
     print(f"{result.method_label}: {result.passes} forward passes in {timing:.1f} s ({rate:.0f}/s); {how}")
     factor, unit = support_unit(result)  # percentage points of probability, log-odds, or Grad-CAM's relative unit
     print(f"support: max {format_value(support.max() * factor, unit)}, min {format_value(support.min() * factor, unit)}"
@@ -369,6 +381,7 @@ def _cmd_audit(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             max_passes=args.max_passes,
             mode=args.mode,
+            engine=args.engine,
             workers=args.workers,
             threads=args.threads,
             address=args.address,

@@ -33,4 +33,10 @@ class BudgetError(ParameterError):
 
 
 class CancelledError(SensmapError):
-    """A run was cancelled by the caller before it finished."""
+    """A run was cancelled by the caller before it finished.
+
+    ``partial``: for a stopped map, the last partial :class:`~sensmap.result.SensitivityResult` (the cover sizes
+    or fast-mode rounds finished before the stop, marked ``partial``), or None when nothing had finished.
+    """
+
+    partial = None

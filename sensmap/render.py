@@ -209,6 +209,11 @@ def plain(value: object) -> str:
     return html.escape(str(value), quote=False)
 
 
+def count_text(count: int, noun: str) -> str:
+    """A count with its noun, plural when it is not 1: ``1 image``, ``12 images``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 # --------------------------------------------------------------------------- grids
 
 
@@ -259,15 +264,17 @@ def map_on_photo(result: SensitivityResult, grid_map: np.ndarray, photo_size: tu
     return map_to_photo(grid_map, fit_within(photo_size, HEATMAP_MAX_SIDE), result.fit)
 
 
-def map_agreement(
-    result_a: SensitivityResult, result_b: SensitivityResult, photo_size: tuple[int, int]
+def photo_agreement(
+    result_a: SensitivityResult, result_b: SensitivityResult, photo_size: tuple[int, int] | None = None
 ) -> dict[str, float]:
-    """:func:`sensmap.metrics.agreement` of two results' maps, both resampled onto the same photo grid (as
-    :func:`map_on_photo` draws them): ``{"spearman": −1..1, "top_iou": 0..1, "q": 0.2}``. Scale-free, so maps in
-    different units (occlusion and Grad-CAM) compare too."""
+    """How far two maps of the same photo agree, as the Compare page, the report and the audit show it:
+    :func:`sensmap.metrics.agreement` (Spearman −1..1, IoU of the top-20 % areas 0..1) of both support maps
+    resampled by :func:`map_on_photo` onto the photo grid ``photo_size`` = ``(h, w)`` (default: ``result_a``'s).
+    """
     from .metrics import agreement
 
-    return agreement(*(map_on_photo(r, r.support, photo_size) for r in (result_a, result_b)))
+    shape = tuple(result_a.photo_size if photo_size is None else photo_size)
+    return agreement(map_on_photo(result_a, result_a.support, shape), map_on_photo(result_b, result_b.support, shape))
 
 
 def winner_names(

@@ -29,7 +29,6 @@ from PIL import Image
 from . import __version__
 from .errors import ParameterError
 from .figures import MUTED, TEXT, Line, Sheet, png_bytes
-from .filenames import ascii_text as ascii_text  # re-exported: the audit's summary PNG uses it
 from .filenames import report_filename as report_filename  # re-exported for the dashboard
 from .filenames import safe_name as safe_name  # re-exported for the dashboard and the audit
 from .filenames import utc
@@ -48,10 +47,10 @@ from .render import (
     faithfulness_verdict,
     format_value,
     label_flip_figure,
-    map_agreement,
     methods_figure,
     overlay_figure,
     per_size_figure,
+    photo_agreement,
     photo_pixels,
     sanity_curve,
     sanity_figure,
@@ -253,7 +252,7 @@ def _prepare(photo, results, photo_credit: str | None, generated: datetime | Non
     limit = _common_limit(results)
     numbers = None
     if len(results) == 2 and limit is not None:
-        numbers = map_agreement(*results, pixels.shape[:2])
+        numbers = photo_agreement(*results, pixels.shape[:2])
     comparison = side_by_side(methods, pixels.shape[:2]) if methods else None
     method_results = sorted(methods or (), key=lambda r: comparison.methods.index(r.method))
     return _Content(

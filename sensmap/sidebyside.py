@@ -4,7 +4,7 @@ numbers come from the results and their metadata; nothing runs a network here).
 
 Definitions (the Methods page, the reports and ``README.md`` use exactly these):
 
-* **Agreement** of two maps: :func:`sensmap.render.map_agreement` — Spearman rank correlation (−1..1) and the IoU
+* **Agreement** of two maps: :func:`sensmap.render.photo_agreement` — Spearman rank correlation (−1..1) and the IoU
   of their top-20 % areas (0..1), both maps resampled onto the photo grid, as the Compare page computes it.
   Scale-free, so maps in different units (occlusion and RISE in pp, Grad-CAM relative) compare.
 * **Shared random baseline**: every map's deletion and insertion curves (:func:`sensmap.faithfulness`) are measured
@@ -26,7 +26,7 @@ from itertools import combinations
 from typing import Any
 
 from .errors import ParameterError
-from .render import faithfulness_numbers, map_agreement, sanity_numbers
+from .render import faithfulness_numbers, photo_agreement, sanity_numbers
 from .result import METHOD_LABELS, METHODS, SensitivityResult
 
 TIE = 0.02
@@ -70,7 +70,7 @@ class SideBySide:
     target_name: str
     methods: tuple[str, ...]  # in METHODS order
     block: int  # side of the shared random patches, network-grid pixels
-    agreement: tuple[tuple[str, str, dict[str, float]], ...]  # (method, method, map_agreement numbers) per pair
+    agreement: tuple[tuple[str, str, dict[str, float]], ...]  # (method, method, photo_agreement numbers) per pair
     faithfulness: dict[str, dict[str, Any]]  # method → sensmap.faithfulness numbers (shared block)
     margins: dict[str, float]  # method → faithfulness_margin
     sanity: dict[str, dict[str, Any]]  # method → SanityCheck.as_dict(), for the methods checked
@@ -193,7 +193,7 @@ def side_by_side(results: Sequence[SensitivityResult], photo_size: tuple[int, in
         target_name=first.target_name,
         methods=tuple(r.method for r in results),
         block=block,
-        agreement=tuple((a.method, b.method, map_agreement(a, b, photo_size)) for a, b in combinations(results, 2)),
+        agreement=tuple((a.method, b.method, photo_agreement(a, b, photo_size)) for a, b in combinations(results, 2)),
         faithfulness=faithfulness,
         margins={method: faithfulness_margin(numbers) for method, numbers in faithfulness.items()},
         sanity=sanity,

@@ -71,6 +71,35 @@ def build_random_cnn(height: int, width: int, classes: int = 5, seed: int = 0):
     return keras.Model(inputs, outputs, name="random_cnn")
 
 
+def build_zoo_model(height: int, width: int, seed: int = 0):
+    """Every layer kind the incremental engine runs on crops, on a non-square input, logits out."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((height, width, 3))
+    x = keras.layers.Rescaling(1 / 127.5, offset=-1)(inputs)
+    x = keras.layers.ZeroPadding2D(((1, 2), (0, 1)))(x)
+    x = keras.layers.Conv2D(8, 3, strides=2, padding="valid", activation="relu")(x)
+    x = keras.layers.BatchNormalization(
+        beta_initializer="random_normal", moving_mean_initializer="random_normal", moving_variance_initializer="ones"
+    )(x)
+    a = keras.layers.DepthwiseConv2D(3, padding="same", activation="relu6")(x)
+    b = keras.layers.Conv2D(8, 3, dilation_rate=2, padding="same")(x)
+    x = keras.layers.Add()([a, b])
+    c = keras.layers.SeparableConv2D(8, 5, strides=2, padding="same")(x)
+    d = keras.layers.MaxPooling2D(3, strides=2, padding="same")(x)
+    x = keras.layers.Concatenate()([c, d])
+    x = keras.layers.LayerNormalization()(x)
+    x = keras.layers.Dense(12, activation="gelu")(x)  # per position
+    e = keras.layers.AveragePooling2D(3, strides=1, padding="same")(x)
+    x = keras.layers.Multiply()([x, e])
+    x = keras.layers.AveragePooling2D(2, padding="valid")(x)
+    x = keras.layers.Conv2D(16, 3, padding="same", activation="relu")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(7)(x)  # logits: sensmap applies softmax
+    return keras.Model(inputs, outputs, name="zoo")
+
+
 def shortcut_scenes(count: int, size: int = 32, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Synthetic scenes: the background colour decides the class, a random object does not.
 

@@ -67,7 +67,7 @@ class StubNetwork:
         raise ParameterError(f"unknown class {target!r}")
 
 
-def synthetic_result(seed: int, grid=(16, 16), classes=("cat", "dog", "fox")) -> SensitivityResult:
+def synthetic_result(seed: int, grid=(16, 16), classes=("cat", "dog", "fox"), name="toy") -> SensitivityResult:
     rng = np.random.default_rng(seed)
     from sensmap.windows import count_passes
 
@@ -75,33 +75,46 @@ def synthetic_result(seed: int, grid=(16, 16), classes=("cat", "dog", "fox")) ->
     outputs = rng.dirichlet(np.ones(len(classes)), size=passes).astype(np.float32)
     reference = rng.dirichlet(np.ones(len(classes))).astype(np.float32)
     return SensitivityResult(
-        model_name="toy", labels=classes, input_size=grid, photo_size=(40, 60), fit="squash", sizes=(0.5, 0.25),
+        model_name=name, labels=classes, input_size=grid, photo_size=(40, 60), fit="squash", sizes=(0.5, 0.25),
         stride=0.5, fill="gray", score_kind="probability", target=int(np.argmax(reference)),
         reference_probabilities=reference, outputs=outputs, metadata={},
     )  # fmt: skip
 
 
-def fake_audit(root: Path, count: int = 9) -> Path:
-    """An audit folder written without Ray or TensorFlow: what the workers write, from synthetic results."""
-    folder = root / audit.MAPS_DIR / "model=toy"
-    folder.mkdir(parents=True)
-    network = StubNetwork(("cat", "dog", "fox"))
+TOY_NETWORKS = {
+    "toy": ((16, 16), ("cat", "dog", "fox")),
+    "toy2": ((12, 20), ("cat", "dog", "owl")),  # another grid; "fox" is no class of it, "owl" none of toy
+}
+
+
+def fake_audit(root: Path, count: int = 9, models: tuple[str, ...] = ("toy",), unlabelled: int = 0) -> Path:
+    """An audit folder written without Ray or TensorFlow: what the workers write, from synthetic results (one
+    network, or several of :data:`TOY_NETWORKS`; the last ``unlabelled`` images without a label); no index
+    (``rebuild_index`` writes it) and no pair table."""
     settings = {"sizes": [0.5, 0.25], "stride": 0.5, "fill": "gray", "score": "probability", "fit": "squash",
                 "target": None}  # fmt: skip
-    (root / audit.AUDIT_JSON).write_text(json.dumps({"settings": settings, "models": {"toy": {"network": "toy"}}}))
+    state = {"settings": settings, "models": {model: {"network": model} for model in models}}
+    (root / audit.MAPS_DIR).mkdir(parents=True)
+    (root / audit.AUDIT_JSON).write_text(json.dumps(state))
     photo = root / "photo.png"
     Image.fromarray(np.full((40, 60, 3), 120, np.uint8)).save(photo)
-    for i in range(count):
-        result = synthetic_result(i)
-        label = ("cat", "dog", "zebra")[i % 3]  # "zebra" is not a class of the network
-        box = [0.1, 0.2, 0.6, 0.7] if i % 2 == 0 else None
-        record = {"image_id": f"img/{i}", "path": str(photo), "label": label, "box": box, "model": "toy",
-                  "network": "toy"}  # fmt: skip
-        result.metadata["audit"] = {**record, **audit.index._index_fields(result, label, box, network), "seconds": 0.1}
-        result.save(folder / f"{audit.image_key(record['image_id'])}.npz")
-    error = {"image_id": "broken", "path": "/nowhere.png", "label": "cat", "box": None, "model": "toy",
-             "stage": "input", "error": "no such file: /nowhere.png"}  # fmt: skip
-    (folder / f"broken{audit.ERROR_SUFFIX}").write_text(json.dumps(error))
+    for number, model in enumerate(models):
+        folder = root / audit.MAPS_DIR / f"model={model}"
+        folder.mkdir()
+        grid, classes = TOY_NETWORKS[model]
+        network = StubNetwork(classes)
+        for i in range(count):
+            result = synthetic_result(i + 1000 * number, grid, classes, model)
+            label = ("cat", "dog", "zebra")[i % 3] if i < count - unlabelled else None  # "zebra": no class of it
+            box = [0.1, 0.2, 0.6, 0.7] if i % 2 == 0 else None
+            record = {"image_id": f"img/{i}", "path": str(photo), "label": label, "box": box, "model": model,
+                      "network": model}  # fmt: skip
+            fields = audit.index._index_fields(result, label, box, network)
+            result.metadata["audit"] = {**record, **fields, "seconds": 0.1}
+            result.save(folder / f"{audit.image_key(record['image_id'])}.npz")
+        error = {"image_id": "broken", "path": "/nowhere.png", "label": "cat", "box": None, "model": model,
+                 "stage": "input", "error": "no such file: /nowhere.png"}  # fmt: skip
+        (folder / f"broken{audit.ERROR_SUFFIX}").write_text(json.dumps(error))
     return root
 
 
@@ -278,6 +291,105 @@ def test_index_filters_means_and_summary_from_files(tmp_path):
         audit.open_audit(tmp_path)
 
 
+def compared_maps(index, image_id: str, model_a: str, model_b: str) -> tuple[np.ndarray, np.ndarray]:
+    """What the Compare page compares, worked out here from the two maps: A's map, and B's map of A's class when B
+    has a class of that name (else B's own), both on the photo grid."""
+    from sensmap.render import map_on_photo
+
+    result_a = audit.load_image_result(index, image_id, model_a)
+    result_b = audit.load_image_result(index, image_id, model_b)
+    own = result_a.target_name not in result_b.labels
+    support_b = result_b.support if own else support_for(result_b, result_b.labels.index(result_a.target_name))
+    shape = result_a.photo_size
+    return map_on_photo(result_a, result_a.support, shape), map_on_photo(result_b, support_b, shape)
+
+
+def assert_pairs_agree(index, pairs, rows=None) -> None:
+    import sensmap
+
+    frame = index.frame
+    for row in (pairs if rows is None else pairs.head(rows)).itertuples():
+        numbers = sensmap.agreement(*compared_maps(index, row.image_id, row.model_a, row.model_b))
+        assert (row.spearman, row.top_iou, row.q) == (numbers["spearman"], numbers["top_iou"], numbers["q"])
+        top = {m: frame[(frame["image_id"] == row.image_id) & (frame["model"] == m)]["predicted_name"].item()
+               for m in (row.model_a, row.model_b)}  # fmt: skip
+        assert (row.predicted_name_a, row.predicted_name_b) == (top[row.model_a], top[row.model_b])
+        assert row.same_top1 == (top[row.model_a] == top[row.model_b])
+        assert row.same_class == (row.class_name == row.class_b)
+
+
+def test_two_networks_pair_table_equals_agreement_of_the_compared_maps(tmp_path):
+    """A folder as the previous version wrote it (index, no pair table): the pair table is computed from the maps,
+    written beside the index, reused while the index is the same, recomputed when it changes."""
+    root = fake_audit(tmp_path / "audit", count=14, models=("toy", "toy2"), unlabelled=2)
+    index = audit.rebuild_index(root)
+    assert not (root / audit.PAIRS_FILE).exists()
+    assert audit.model_pairs(index) == [("toy", "toy2")]
+    pairs = audit.pair_table(index)
+    assert (root / audit.PAIRS_FILE).is_file() and list(pairs.columns) == [c for c, _ in audit.PAIR_COLUMNS]
+    assert sorted(pairs["image_id"]) == sorted(audit.filter_index(index, model="toy", status="ok")["image_id"])
+    assert_pairs_agree(index, pairs)
+    assert not pairs["same_class"].all() and pairs["same_class"].any()  # toy2 has no "fox": its own map then
+    assert pairs["same_top1"].any() and not pairs["same_top1"].all()
+
+    written = (root / audit.PAIRS_FILE).stat().st_mtime_ns
+    again = audit.pair_table(audit.open_audit(root))
+    assert (root / audit.PAIRS_FILE).stat().st_mtime_ns == written
+    assert again.equals(pairs)
+    audit.pair_table(audit.rebuild_index(root))  # a new index: the table is computed again
+    assert (root / audit.PAIRS_FILE).stat().st_mtime_ns != written
+
+    assert pairs["label"].isna().sum() == 2
+    rows = audit.pairs_of(pairs, "toy", "toy2")
+    assert rows["spearman"].is_monotonic_increasing and len(rows) == 14
+    numbers = audit.pair_numbers(rows)
+    assert numbers["mean_spearman"] == pytest.approx(pairs["spearman"].mean())
+    assert numbers["same_top1"] == int(pairs["same_top1"].sum()) and numbers["images"] == 14
+    assert "14 images mapped by both" in audit.pair_text(index, "toy", "toy2", rows)
+    result_a, result_b = audit.pair_results(index, rows["image_id"].iloc[0], "toy", "toy2")
+    assert result_b.target_name == rows["class_b"].iloc[0]
+
+    means = audit.paired_class_means(index, "toy", "toy2", "label")
+    assert [m.model for m in means] == ["toy", "toy2"] * (len(means) // 2) and len(means) == 6
+    for mean in means:
+        np.testing.assert_allclose(mean.mean, audit.class_mean_map(index, mean.model, mean.value, by="label").mean)
+    figure = audit.agreement_figure(rows, "label", "top_iou")
+    assert sorted(len(trace.y) for trace in figure.data) == [2, 4, 4, 4]  # the 2 unlabelled: "–"
+
+
+def test_summary_compares_two_networks(tmp_path, monkeypatch):
+    from sensmap import figures
+
+    root = fake_audit(tmp_path / "audit", count=6, models=("toy", "toy2"))
+    drawn = []
+    original = figures.Sheet.text
+    monkeypatch.setattr(figures.Sheet, "text", lambda self, x, y, text, *a, **k: drawn.append(str(text))
+                        or original(self, x, y, text, *a, **k))  # fmt: skip
+    paths = audit.write_summary(audit.rebuild_index(root))
+    assert "Two networks compared: toy vs toy2" in drawn
+    html = Path(paths["summary.html"]).read_text("utf-8")
+    assert "Two networks compared: toy vs toy2" in html and "Where the two networks look most differently" in html
+    assert (root / audit.PAIRS_FILE).is_file()
+
+
+def test_summary_png_prints_names_as_the_dashboard_shows_them(tmp_path, monkeypatch):
+    """The summary PNG is drawn with sensmap.figures (DejaVu Sans): network names keep their α and ×."""
+    from sensmap import figures
+
+    root = fake_audit(tmp_path / "audit α")
+    state = json.loads((root / audit.AUDIT_JSON).read_text())
+    state["models"]["toy"]["network"] = "MobileNet α0.25 128×128"
+    (root / audit.AUDIT_JSON).write_text(json.dumps(state))
+    drawn = []
+    original = figures.Sheet.text
+    monkeypatch.setattr(figures.Sheet, "text", lambda self, x, y, text, *a, **k: drawn.append(str(text))
+                        or original(self, x, y, text, *a, **k))  # fmt: skip
+    png = audit.summary._summary_png(audit.rebuild_index(root), [("toy", {"predicted": [], "label": []}, [])])
+    assert "sensmap dataset audit: audit α" in drawn
+    assert any(line.startswith("MobileNet α0.25 128×128: 9 images mapped") for line in drawn)
+    assert Image.open(io.BytesIO(png)).size[0] == 1280
+
+
 def test_cli_audit_user_errors_exit_2_without_ray(tmp_path, capsys):
     from sensmap.cli import main
 
@@ -386,6 +498,18 @@ def test_audit_maps_equal_single_machine_maps(first_run):
             np.testing.assert_allclose(mapped.support_photo, alone.support_photo, atol=1e-5, equal_nan=True)
     wolf = index.row("wolf", MOBILENET_DIR)
     assert wolf["label_index"] == 269 and wolf["top_k_names"][0] == wolf["predicted_name"]  # timber_wolf
+
+
+@pytest.mark.slow
+def test_audit_of_two_networks_writes_their_pair_table(first_run):
+    out, _, specs, _ = first_run
+    index = audit.open_audit(out)
+    pairs = audit.pair_table(index, write=False)
+    assert (out / audit.PAIRS_FILE).is_file() and audit.model_pairs(index) == [(specs[0].name, specs[1].name)]
+    both = set(audit.filter_index(index, model=specs[0].name, status="ok")["image_id"])
+    assert set(pairs["image_id"]) == both and len(pairs) == 21
+    assert not pairs["same_class"].any()  # the small CNN has none of ImageNet's classes: its own map
+    assert_pairs_agree(index, pairs, rows=6)
 
 
 @pytest.mark.slow
@@ -507,11 +631,16 @@ def test_npz_files_keep_the_index_row(tmp_path):
     assert os.path.basename(path) == "img%2F0.npz"
 
 
-def test_audit_settings_carry_the_engine_mode():
+def test_audit_settings_carry_the_mode_and_the_engine():
     exact, incremental, fast = (audit.AuditSettings.make(**SETTINGS, mode=m) for m in ("exact", "incremental", "fast"))
-    assert incremental.mode == "incremental" and fast.mode == "fast"
-    # incremental maps are exact maps: an audit folder may be resumed in either mode, not in fast mode
-    assert exact.identity() == incremental.identity() != fast.identity()
+    assert (incremental.mode, incremental.engine) == ("exact", "incremental") and fast.mode == "fast"
+    auto, fast_incremental = (audit.AuditSettings.make(**SETTINGS, mode=m, engine="auto") for m in ("exact", "fast"))
+    assert (exact.engine, auto.engine, fast_incremental.engine) == ("dense", "auto", "auto")
+    # every engine gives exact's maps: an audit folder may be resumed with any engine, not in fast mode
+    assert exact.identity() == incremental.identity() == auto.identity() != fast.identity()
+    assert fast.identity() == fast_incremental.identity()
+    with pytest.raises(ParameterError, match="exact mode with the incremental engine"):
+        audit.AuditSettings.make(mode="incremental", engine="dense")
     with pytest.raises(ParameterError, match="unknown mode"):
         audit.AuditSettings.make(mode="turbo")
 
@@ -529,5 +658,5 @@ def test_incremental_audit_equals_exact_maps(ray_session, dataset, tmp_path):
     for row in list(audit.filter_index(index, status="ok").itertuples())[:6]:
         mapped = audit.load_image_result(index, row.image_id, spec.name)
         alone = sensmap.sensitivity_map(network, sensmap.load_image(row.path), **SETTINGS)
-        assert mapped.metadata["mode"] == "incremental"
+        assert mapped.mode == "exact" and mapped.engine_requested == "incremental"
         np.testing.assert_allclose(mapped.outputs, alone.outputs, atol=1e-4)

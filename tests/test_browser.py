@@ -241,3 +241,37 @@ def test_upload_map_compare_and_download_the_report(server: str):
         expect(page.get_by_text("Showing the last finished map")).to_be_visible()
         expect(page.get_by_test_id("stPlotlyChart").locator(".js-plotly-plot .main-svg").first).to_be_visible()
         shot("stopped")
+
+
+def test_audit_page_opens_the_image_where_two_networks_differ_most(shared_weights_dir, monkeypatch, tmp_path):
+    """An operator's two-network audit (written as the previous version did: no pair table), opened in the browser:
+    the run in words, the comparison, and the side-by-side view of the most different image; no server path."""
+    from playwright.sync_api import expect
+    from test_audit import fake_audit
+
+    from sensmap import audit
+
+    folder = fake_audit(tmp_path / "audits" / "pets", count=12, models=("toy", "toy2"))
+    index = audit.rebuild_index(folder)
+    most_different = audit.pairs_of(audit.pair_table(index, write=False), "toy", "toy2")["image_id"].iloc[0]
+    monkeypatch.setenv("SENSMAP_AUDITS_DIR", str(tmp_path / "audits"))
+    with streamlit_server(shared_weights_dir, "audit-server.log") as (url, _), launch_chromium() as browser:
+        page = browser.new_page(viewport=VIEWPORT)
+        page.set_default_timeout(STEP_TIMEOUT_MS)
+        page.goto(url)
+        page.get_by_test_id("stSidebarNav").get_by_role("link", name="Audit", exact=True).click()
+        expect(page.get_by_role("heading", name="Two networks compared")).to_be_visible()
+        expect(page.get_by_test_id("stMetric").filter(has_text="Mean Spearman")).to_be_visible()
+        expect(page.get_by_test_id("stApp")).to_have_attribute("data-test-script-state", "notRunning")
+        box = page.get_by_test_id("stSelectbox").filter(has_text="Open an image")
+        box.locator("input").click()
+        page.keyboard.type(most_different)
+        page.get_by_role("option").filter(has_text=f"{most_different} —").first.click()
+        page.wait_for_timeout(500)  # the rerun request reaches the server
+        expect(page.get_by_test_id("stApp")).to_have_attribute("data-test-script-state", "notRunning")
+        assert box.locator("input").input_value().startswith(f"{most_different} — Spearman")
+        compare = page.get_by_test_id("stPlotlyChart").filter(has_text="Two networks, one colour scale")
+        expect(compare.locator(".js-plotly-plot .main-svg").first).to_be_visible()
+        compare.scroll_into_view_if_needed()
+        page.screenshot(path=ARTIFACTS / "audit-compare.png")
+        assert str(tmp_path) not in page.content()

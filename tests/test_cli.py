@@ -58,19 +58,33 @@ def test_map_writes_npz_and_png(tmp_path, capsys):
 
 
 @pytest.mark.parametrize(
-    ("mode", "passes", "words"), [("fast", 19, "approximate: 19 of 58"), ("incremental", 58, "exact")]
+    ("mode", "engine", "passes", "words"),
+    [
+        ("fast", None, 19, "approximate: 19 of 58"),
+        ("incremental", None, 58, "exact"),
+        ("fast", "incremental", 19, "approximate: 19 of 58"),
+        ("exact", "auto", 58, "exact"),
+    ],
 )
-def test_map_modes(mode, passes, words, tmp_path, capsys):
+def test_map_modes_and_engines(mode, engine, passes, words, tmp_path, capsys):
     npz = tmp_path / "map.npz"
     code = main([
         "map", str(shared_photo("wolf_snow.webp")), "--model", "MobileNet", "--weights", MOBILENET_025,
-        "--sizes", "0.5", "0.25", "--mode", mode, "--out-npz", str(npz), "--quiet",
+        "--sizes", "0.5", "0.25", "--mode", mode, *(["--engine", engine] if engine else []),
+        "--out-npz", str(npz), "--quiet",
     ])  # fmt: skip
     assert code == 0
     out = capsys.readouterr().out
-    assert f"{passes} forward passes" in out and words in out and mode in out
     result = sensmap.SensitivityResult.load(npz)
-    assert result.passes == passes and result.metadata["mode"] == mode and result.approximate == (mode == "fast")
+    requested = "incremental" if mode == "incremental" else engine or "dense"
+    assert f"{passes} forward passes" in out and words in out and f"engine {result.engine}" in out
+    assert result.passes == passes and result.approximate == (mode == "fast")
+    assert result.mode == result.metadata["mode"] == ("fast" if mode == "fast" else "exact")
+    assert result.engine_requested == requested and result.metadata["engine_requested"] == requested
+    groups = result.metadata.get("incremental_groups", [])
+    assert len(groups) == (0 if requested == "dense" else 2)  # one record per cover size
+    assert [g["ran"] for g in groups] == ([] if requested == "dense" else ["incremental"] * 2)
+    assert result.engine == requested.replace("auto", "incremental")
 
 
 @pytest.mark.parametrize(
@@ -82,6 +96,7 @@ def test_map_modes(mode, passes, words, tmp_path, capsys):
         (["map", "{photo}", "--model", "MobileNet", "--weights", MOBILENET_025, "--fill", "plaid"], "unknown fill"),
         (["map", "{photo}", "-m", "MobileNet", "--weights", MOBILENET_025, "--target", "unicorn"], "unknown target"),
         (["map", "{photo}", "--model", "MobileNet", "--weights", MOBILENET_025, "--max-passes", "10"], "budget"),
+        (["map", "{photo}", "-m", "MobileNet", "--mode", "incremental", "--engine", "dense"], "exact mode with the"),
         (["classify", "{photo}", "--model", "MobileNetV2", "--weights", "/nonexistent.weights.h5"], "no such weights"),
     ],
 )

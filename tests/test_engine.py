@@ -6,7 +6,7 @@ import threading
 
 import numpy as np
 import pytest
-from conftest import build_mean_brightness_model, build_random_cnn, shortcut_scenes
+from conftest import build_mean_brightness_model, build_random_cnn, build_zoo_model, shortcut_scenes
 
 import sensmap
 from sensmap.engine import auto_batch_size, plan_passes
@@ -411,3 +411,153 @@ def test_fast_mode_meets_its_bounds_on_mobilenet_v2(mobilenet_v2, photo):
     assert fast.passes * 3 <= exact.passes
     ssim, iou = _quality(exact, fast)
     assert ssim >= 0.9 and iou >= 0.8, (ssim, iou)
+
+
+# --------------------------------------------------------------------------- mode × engine, partial results
+TOLERANCE = 1e-4  # probability points: "the same numbers" across engines
+
+
+@pytest.fixture
+def every_cover_incremental(monkeypatch):
+    """Small networks gain little: make the incremental engine run every cover size on crops."""
+    from sensmap.incremental import planning
+
+    monkeypatch.setattr(planning, "MIN_USEFUL_SPEEDUP", 0.0)
+
+
+@pytest.mark.parametrize(
+    ("input_size", "photo_size", "sizes"),
+    [((37, 53), (40, 61), (0.5, 0.25, 0.125)), ((23, 31), (23, 31), (0.4, 0.2, 0.1)), ((9, 11), (5, 3), (0.5, 0.25))],
+)
+def test_every_mode_and_engine_against_exact_dense(input_size, photo_size, sizes, every_cover_incremental):
+    """Non-square, odd and tiny inputs: exact maps agree whatever the engine; fast maps measure the same windows
+    with every engine, so they agree too; every result records both choices."""
+    network = sensmap.load_model(build_zoo_model(*input_size, seed=sum(input_size)), preprocess="none")
+    photo = np.random.default_rng(3).integers(0, 256, (*photo_size, 3), dtype=np.uint8)
+    maps = {
+        (mode, engine): sensmap.sensitivity_map(network, photo, sizes=sizes, mode=mode, engine=engine, batch_size=16)
+        for mode in ("exact", "fast")
+        for engine in ("dense", "incremental", "auto")
+    }
+    maps["incremental", None] = sensmap.sensitivity_map(network, photo, sizes=sizes, mode="incremental")
+    reference = maps["exact", "dense"]
+    for (mode, engine), result in maps.items():
+        same_windows = maps["fast", "dense"] if mode == "fast" else reference
+        assert result.mode == result.metadata["mode"] == ("fast" if mode == "fast" else "exact")
+        assert result.engine_requested == (engine or "incremental")
+        assert result.engine == ("dense" if engine == "dense" else "incremental"), result.metadata
+        assert result.approximate == (mode == "fast" and len(sizes) > 1) and not result.partial
+        np.testing.assert_array_equal(
+            np.ones(result.window_total, bool) if result.measured is None else result.measured,
+            np.ones(result.window_total, bool) if same_windows.measured is None else same_windows.measured,
+        )
+        assert np.abs(result.outputs - same_windows.outputs).max() <= TOLERANCE, (mode, engine)
+        assert np.abs(result.support - same_windows.support).max() <= TOLERANCE, (mode, engine)
+        if engine != "dense":
+            groups = result.metadata["incremental_groups"]
+            assert sorted(g["windows"] for g in groups) == sorted(
+                int(result.measured[o : o + n].sum()) if result.measured is not None else n
+                for o, n in zip(np.cumsum((0,) + result.window_counts[:-1]), result.window_counts, strict=True)
+            )
+    with pytest.raises(ParameterError, match="unknown engine"):
+        sensmap.sensitivity_map(network, photo, engine="turbo")
+    with pytest.raises(ParameterError, match="exact mode with the incremental engine"):
+        sensmap.sensitivity_map(network, photo, mode="incremental", engine="auto")
+
+
+def _partials(network, photo, **options) -> tuple[list, sensmap.SensitivityResult]:
+    seen: list = []
+    result = sensmap.sensitivity_map(network, photo, on_partial=seen.append, **options)
+    return seen, result
+
+
+def _assert_usable(result) -> None:
+    """What the views use: maps for any class, label flips, the photo map, the .npz round trip."""
+    assert result.per_size.shape == (len(result.sizes), *result.input_size)
+    assert np.isfinite(result.support).all() and np.isfinite(result.support_photo).all()
+    other = (result.target + 1) % len(result.labels)
+    assert result.maps_for(other)[1].shape == result.input_size
+    assert result.label_flip()[0].shape == result.input_size
+    again = sensmap.SensitivityResult.load(result.to_npz_bytes())
+    assert again.partial == result.partial and again.sizes == result.sizes
+    np.testing.assert_array_equal(again.outputs, result.outputs)
+
+
+@pytest.mark.parametrize("engine", ["dense", "incremental"])
+def test_partial_results_arrive_coarsest_first_and_end_with_the_result(engine, every_cover_incremental):
+    network = sensmap.load_model(build_zoo_model(29, 41, seed=2), preprocess="none")
+    photo = np.random.default_rng(4).integers(0, 256, (33, 45, 3), dtype=np.uint8)
+    sizes = (0.25, 0.5, 0.125)  # not in coarse-to-fine order: partials still come largest covers first
+    seen, result = _partials(network, photo, sizes=sizes, stride=0.5, engine=engine)
+    assert [p.sizes for p in seen] == [(0.5,), (0.25, 0.5), sizes]  # each keeps the order asked for
+    assert seen[-1] is result and not result.partial
+    assert all(p.partial and p.metadata["partial"] and not p.approximate for p in seen[:-1])
+    for partial in seen:
+        _assert_usable(partial)
+        for size in partial.sizes:  # a finished size's map is final
+            np.testing.assert_array_equal(
+                partial.per_size[partial.sizes.index(size)], result.per_size[sizes.index(size)]
+            )
+    assert [p.passes for p in seen] == list(np.cumsum([result.window_counts[i] for i in (1, 0, 2)]))
+
+
+def test_fast_partials_per_coarse_size_then_per_round(every_cover_incremental):
+    network = sensmap.load_model(build_zoo_model(37, 53, seed=5), preprocess="none")
+    photo = np.random.default_rng(6).integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    sizes = (0.5, 0.25, 0.125)
+    seen, result = _partials(network, photo, sizes=sizes, mode="fast", engine="incremental")
+    exact_sizes = [p for p in seen if not p.approximate]
+    rounds = [p for p in seen if p.approximate]
+    assert [p.sizes for p in exact_sizes] == [(0.5,), (0.5, 0.25)][: len(exact_sizes)] and exact_sizes
+    assert seen == exact_sizes + rounds and rounds[-1] is result  # sizes first, then the adaptive rounds
+    assert all(p.sizes == sizes for p in rounds) and [p.partial for p in rounds] == [True] * (len(rounds) - 1) + [False]
+    passes = [p.passes for p in rounds]
+    assert passes == sorted(set(passes)) and passes[-1] == result.passes  # each round measures more
+    for earlier, later in zip(rounds[:-1], rounds[1:], strict=True):
+        assert not (earlier.measured & ~later.measured).any()  # measured windows stay measured
+        np.testing.assert_array_equal(earlier.outputs[earlier.measured], later.outputs[earlier.measured])
+    for partial in seen:
+        _assert_usable(partial)
+
+
+@pytest.mark.parametrize(("mode", "engine"), [("exact", "dense"), ("exact", "incremental"), ("fast", "auto")])
+def test_a_stopped_run_keeps_its_last_partial_map(mode, engine, every_cover_incremental):
+    network = sensmap.load_model(build_zoo_model(31, 27, seed=8), preprocess="none")
+    photo = np.random.default_rng(9).integers(0, 256, (31, 27, 3), dtype=np.uint8)
+    options = dict(sizes=(0.5, 0.25, 0.125), mode=mode, engine=engine, batch_size=4)
+    seen, _ = _partials(network, photo, **options)
+    for stop_at in (1, len(seen) - 1):  # after the first partial map, and after the last one
+        before: list = []
+
+        def keep(result, before=before, stop_at=stop_at):
+            before.append(result)
+
+        def stop(before=before, stop_at=stop_at):
+            return len(before) >= stop_at
+
+        with pytest.raises(CancelledError) as stopped:
+            sensmap.sensitivity_map(network, photo, on_partial=keep, cancel=stop, **options)
+        kept = stopped.value.partial
+        assert kept is not None and kept.partial and len(before) == stop_at
+        assert kept.sizes == before[-1].sizes and kept.passes == before[-1].passes
+        np.testing.assert_array_equal(kept.outputs, before[-1].outputs)
+        np.testing.assert_array_equal(kept.support, seen[stop_at - 1].support)
+    with pytest.raises(CancelledError) as stopped:  # stopped before any cover size finished: nothing to keep
+        sensmap.sensitivity_map(network, photo, cancel=lambda: True, **options)
+    assert stopped.value.partial is None
+
+
+def test_files_written_before_engines_were_a_choice_still_load(brightness_4x4):
+    result = sensmap.sensitivity_map(brightness_4x4, quadrant_image(), sizes=(0.5,), stride=0.5)
+    old = {k: v for k, v in result.metadata.items() if k not in ("engine", "engine_requested")}
+    for metadata, mode, engine, requested in [
+        ({**old, "mode": "exact"}, "exact", "dense", "dense"),
+        ({**old, "mode": "incremental", "incremental_groups": [{"ran": "incremental"}]}, "exact", "incremental",
+         "incremental"),
+        ({**old, "mode": "incremental", "incremental_groups": [{"ran": "dense"}, {"ran": "incremental"}]}, "exact",
+         "mixed", "incremental"),
+        ({k: v for k, v in old.items() if k != "mode"}, "exact", "dense", "dense"),
+    ]:  # fmt: skip
+        result.metadata = metadata
+        again = sensmap.SensitivityResult.load(result.to_npz_bytes())
+        assert (again.mode, again.engine, again.engine_requested, again.partial) == (mode, engine, requested, False)

@@ -209,3 +209,19 @@ def test_default_speedup_is_lower_for_tiny_finest_covers():
     assert default_speedup(window_grids(128, 128, fine, 0.5)) == SMALL_COVER_SPEEDUP  # 8 px
     assert default_speedup(window_grids(128, 128, (0.5, 0.25), 0.5)) == DEFAULT_SPEEDUP  # 32 px
     assert default_speedup(window_grids(300, 100, fine, 0.5)) == SMALL_COVER_SPEEDUP  # 19 × 6 px
+
+
+def test_first_windows_are_whole_coarse_sizes_then_rounds_refine_the_finest() -> None:
+    """How the engine drives a plan (one per map, either engine): its partial maps show the coarse sizes one by one
+    from the first batch (every window of them), then one map per later round (finer sizes partly measured)."""
+    grids = window_grids(40, 56, (0.5, 0.25, 0.125, 0.0625), 0.5)
+    values = _box_average_field(grids, _smooth_field(40, 56))
+    plan, batches = _run(grids, values)
+    offsets = np.cumsum([0] + [grid.count for grid in grids])
+    first = set(batches[0].tolist())
+    whole = [i for i in range(len(grids)) if set(range(offsets[i], offsets[i + 1])) <= first]
+    assert whole == list(range(len(whole))) and whole  # the coarsest sizes, completely
+    assert first == set(range(offsets[len(whole)]))  # and nothing else
+    for batch in batches[1:]:
+        assert batch.min() >= offsets[len(whole)]  # later rounds only refine the finer sizes
+    assert len(batches) > 1 and plan.passes == sum(len(b) for b in batches)

@@ -16,7 +16,6 @@ SAFE_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 
 def test_report_module_keeps_the_names_the_dashboard_and_audit_import():
     assert report.report_filename is filenames.report_filename and report.safe_name is filenames.safe_name
-    assert report.ascii_text is filenames.ascii_text
 
 
 def test_ascii_text_folds_names_for_file_names():

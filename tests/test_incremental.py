@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import numpy as np
 import pytest
-from conftest import build_random_cnn, shared_photo
+from conftest import build_random_cnn, build_zoo_model, shared_photo
 
 import sensmap
 from sensmap import incremental
-from sensmap.incremental import AxisGeometry, IncrementalModel
+from sensmap.incremental import AxisGeometry, IncrementalModel, planning
+from sensmap.incremental import layers as incremental_layers
 
 TOLERANCE = 1e-4  # probability points; the issue's bound for "same numbers as exact"
 
@@ -62,35 +66,6 @@ def test_same_padding_matches_tensorflow():
         np.testing.assert_array_equal(same.numpy(), valid.numpy())
 
 
-def build_zoo_model(height: int, width: int, seed: int = 0):
-    """Every layer kind the incremental engine runs on crops, on a non-square input, logits out."""
-    import keras
-
-    keras.utils.set_random_seed(seed)
-    inputs = keras.Input((height, width, 3))
-    x = keras.layers.Rescaling(1 / 127.5, offset=-1)(inputs)
-    x = keras.layers.ZeroPadding2D(((1, 2), (0, 1)))(x)
-    x = keras.layers.Conv2D(8, 3, strides=2, padding="valid", activation="relu")(x)
-    x = keras.layers.BatchNormalization(
-        beta_initializer="random_normal", moving_mean_initializer="random_normal", moving_variance_initializer="ones"
-    )(x)
-    a = keras.layers.DepthwiseConv2D(3, padding="same", activation="relu6")(x)
-    b = keras.layers.Conv2D(8, 3, dilation_rate=2, padding="same")(x)
-    x = keras.layers.Add()([a, b])
-    c = keras.layers.SeparableConv2D(8, 5, strides=2, padding="same")(x)
-    d = keras.layers.MaxPooling2D(3, strides=2, padding="same")(x)
-    x = keras.layers.Concatenate()([c, d])
-    x = keras.layers.LayerNormalization()(x)
-    x = keras.layers.Dense(12, activation="gelu")(x)  # per position
-    e = keras.layers.AveragePooling2D(3, strides=1, padding="same")(x)
-    x = keras.layers.Multiply()([x, e])
-    x = keras.layers.AveragePooling2D(2, padding="valid")(x)
-    x = keras.layers.Conv2D(16, 3, padding="same", activation="relu")(x)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    outputs = keras.layers.Dense(7)(x)  # logits: sensmap applies softmax
-    return keras.Model(inputs, outputs, name="zoo")
-
-
 def _both(network, image, **options):
     exact = sensmap.sensitivity_map(network, image, **options)
     fast = sensmap.sensitivity_map(network, image, mode="incremental", **options)
@@ -101,13 +76,14 @@ def _both(network, image, **options):
     ("size", "fill"), [((37, 53), "gray"), ((64, 48), "blur"), ((9, 11), (255, 0, 0)), ((23, 23), "mean")]
 )
 def test_zoo_model_matches_dense(size, fill, monkeypatch):
-    monkeypatch.setattr(incremental, "MIN_USEFUL_SPEEDUP", 0.0)  # run every group on crops
+    monkeypatch.setattr(planning, "MIN_USEFUL_SPEEDUP", 0.0)  # run every group on crops
     network = sensmap.load_model(build_zoo_model(*size, seed=sum(size)), preprocess="none")
     image = np.random.default_rng(0).uniform(0, 255, (size[0] + 5, size[1] - 3, 3)).astype(np.float32)
     exact, fast = _both(network, image, sizes=(0.5, 0.25, 0.1), stride=0.5, fill=fill, batch_size=16)
     assert np.abs(fast.outputs - exact.outputs).max() <= TOLERANCE
     assert np.abs(fast.support - exact.support).max() <= TOLERANCE
-    assert fast.metadata["mode"] == "incremental"
+    assert fast.mode == "exact" and fast.metadata["mode"] == "exact" and fast.engine_requested == "incremental"
+    assert fast.engine in ("incremental", "mixed")
     assert any(group["ran"] == "incremental" for group in fast.metadata["incremental_groups"])
 
 
@@ -134,7 +110,7 @@ def build_modern_model(height: int, width: int, seed: int = 0):
 
 @pytest.mark.parametrize("size", [(36, 44), (17, 23)])
 def test_modern_layers_match_dense(size, monkeypatch):
-    monkeypatch.setattr(incremental, "MIN_USEFUL_SPEEDUP", 0.0)
+    monkeypatch.setattr(planning, "MIN_USEFUL_SPEEDUP", 0.0)
     network = sensmap.load_model(build_modern_model(*size, seed=7), preprocess="none")
     model = IncrementalModel(network)
     kinds = {type(step.layer).__name__: step.kind for step in model.steps}
@@ -148,8 +124,8 @@ def test_modern_layers_match_dense(size, monkeypatch):
 
 @pytest.mark.parametrize("fraction", [0.0, 0.2, 1.0])
 def test_dense_switch_point_does_not_change_numbers(fraction, monkeypatch):
-    monkeypatch.setattr(incremental, "MIN_USEFUL_SPEEDUP", 0.0)
-    monkeypatch.setattr(incremental, "DENSE_FRACTION", fraction)
+    monkeypatch.setattr(planning, "MIN_USEFUL_SPEEDUP", 0.0)
+    monkeypatch.setattr(planning, "DENSE_FRACTION", fraction)
     network = sensmap.load_model(build_zoo_model(40, 40, seed=5), preprocess="none")
     image = np.random.default_rng(1).uniform(0, 255, (40, 40, 3)).astype(np.float32)
     exact, fast = _both(network, image, sizes=(0.3, 0.15), stride=0.5)
@@ -181,21 +157,46 @@ def test_sequential_model_and_batch_size_invariance():
         assert np.abs(fast.outputs - exact.outputs).max() <= TOLERANCE
 
 
-def test_random_cnn_on_shared_photo_and_function_reuse():
+def _count_traces(monkeypatch) -> list[tuple[int, int]]:
+    """The cover sizes traced from now on (``IncrementalModel._trace`` spied on), in order."""
+    traced: list[tuple[int, int]] = []
+    trace = IncrementalModel._trace  # noqa: SLF001
+
+    def spy(self, entry, plan, state):
+        traced.append(tuple(int(v) for v in plan.sizes[self.input_id]))
+        return trace(self, entry, plan, state)
+
+    monkeypatch.setattr(IncrementalModel, "_trace", spy)
+    return traced
+
+
+def test_traced_functions_are_reused_across_photos_strides_fills_batch_sizes_and_modes(monkeypatch):
+    """One trace per cover size in pixels: other photos, strides, fills, batch sizes and fast mode reuse it."""
+    monkeypatch.setattr(planning, "MIN_USEFUL_SPEEDUP", 0.0)
+    traced = _count_traces(monkeypatch)
     network = sensmap.load_model(build_random_cnn(48, 64, classes=5, seed=4), preprocess="unit")
     exact, fast = _both(network, shared_photo("pets.jpg"), sizes=(0.25, 0.125), stride=0.5)
     assert np.abs(fast.outputs - exact.outputs).max() <= TOLERANCE
-    traced = dict(network._incremental._functions)  # noqa: SLF001
-    again = sensmap.sensitivity_map(
-        network, shared_photo("owl.jpg"), sizes=(0.25, 0.125), stride=0.5, mode="incremental"
-    )
-    assert network._incremental._functions == traced  # noqa: SLF001 - same settings: no new tracing
-    owl = sensmap.sensitivity_map(network, shared_photo("owl.jpg"), sizes=(0.25, 0.125), stride=0.5)
-    assert np.abs(again.outputs - owl.outputs).max() <= TOLERANCE
+    assert sorted(traced) == [(6, 8), (12, 16)]
+    for options in (
+        dict(stride=0.3, fill="blur", batch_size=5),
+        dict(stride=1.0, fill=(255, 0, 0), batch_size=64, mode="fast"),
+        dict(stride=0.25, fill="mean", score="log-odds", mode="fast"),
+    ):
+        mode = options.pop("mode", "exact")
+        dense = sensmap.sensitivity_map(network, shared_photo("owl.jpg"), sizes=(0.25, 0.125), **options)
+        again = sensmap.sensitivity_map(
+            network, shared_photo("owl.jpg"), sizes=(0.25, 0.125), mode=mode, engine="incremental", **options
+        )
+        assert sorted(traced) == [(6, 8), (12, 16)], options  # nothing traced again
+        assert [group["ran"] for group in again.metadata["incremental_groups"]] == ["incremental"] * 2
+        measured = np.ones(again.window_total, bool) if again.measured is None else again.measured
+        assert (mode == "fast") == again.approximate
+        assert np.abs(again.outputs[measured] - dense.outputs[measured]).max() <= TOLERANCE, options
 
 
-def test_global_pooling_inside_blocks_falls_back_to_dense_and_says_why():
-    """Squeeze-and-excitation pools the whole grid in the first block: nothing to save."""
+def build_squeeze_excitation_model():
+    """Squeeze-and-excitation in the first block: the whole grid is pooled before most of the arithmetic."""
     import keras
 
     keras.utils.set_random_seed(3)
@@ -208,13 +209,25 @@ def test_global_pooling_inside_blocks_falls_back_to_dense_and_says_why():
     x = keras.layers.Conv2D(32, 3, padding="same", activation="relu")(x)
     x = keras.layers.GlobalAveragePooling2D()(x)
     outputs = keras.layers.Dense(3, activation="softmax")(x)
-    network = sensmap.load_model(keras.Model(inputs, outputs), preprocess="unit")
+    return sensmap.load_model(keras.Model(inputs, outputs), preprocess="unit")
+
+
+@pytest.mark.parametrize("engine", ["incremental", "auto"])
+def test_squeeze_excitation_falls_back_to_dense_and_says_why(engine, monkeypatch):
+    """Nothing to save: both engines run densely, record why, and a warm-up traces nothing."""
+    traced = _count_traces(monkeypatch)
+    network = build_squeeze_excitation_model()
     image = np.random.default_rng(3).uniform(0, 255, (32, 32, 3)).astype(np.float32)
-    exact, fast = _both(network, image, sizes=(0.25,), stride=0.5)
-    np.testing.assert_allclose(fast.outputs, exact.outputs, atol=TOLERANCE)
-    (group,) = fast.metadata["incremental_groups"]
-    assert group["ran"] == "dense"
-    assert "GlobalAveragePooling2D" in group["why"]
+    exact = sensmap.sensitivity_map(network, image, sizes=(0.25,), stride=0.5)
+    result = sensmap.sensitivity_map(network, image, sizes=(0.25,), stride=0.5, engine=engine)
+    np.testing.assert_allclose(result.outputs, exact.outputs, atol=TOLERANCE)
+    (group,) = result.metadata["incremental_groups"]
+    assert group["ran"] == "dense" and result.engine == "dense" and result.engine_requested == engine
+    assert "GlobalAveragePooling2D" in group["why"] and "below" in group["why"]
+    assert result.metadata["engine_reason"] == group["why"]
+    warm_up = sensmap.prepare_incremental(network, sizes=(0.25, 0.125), wait=True)
+    assert warm_up.ready and not warm_up.error and traced == []
+    assert all(state.startswith("dense: estimated gain") for state in warm_up.status().values())
 
 
 def test_unknown_model_type_is_refused():
@@ -238,6 +251,12 @@ def test_mobilenet_v2_incremental_equals_exact(mobilenet_v2):
     assert np.abs(fast.outputs - exact.outputs).max() <= TOLERANCE
     assert fast.target == exact.target
     assert [g["ran"] for g in fast.metadata["incremental_groups"]] == ["incremental"] * 3
+    # fast mode, either engine: the same windows measured, the same numbers (1/16 covers: 14 px)
+    sizes = (0.25, 0.125, 0.0625)
+    dense = sensmap.sensitivity_map(mobilenet_v2, shared_photo("owl.jpg"), sizes=sizes, mode="fast")
+    both = sensmap.sensitivity_map(mobilenet_v2, shared_photo("owl.jpg"), sizes=sizes, mode="fast", engine="auto")
+    np.testing.assert_array_equal(both.measured, dense.measured)
+    assert np.abs(both.outputs - dense.outputs).max() <= TOLERANCE and both.engine == "incremental"
 
 
 @pytest.mark.parametrize(
@@ -255,13 +274,13 @@ def test_which_keras_applications_gain(name, gains, reason):
     model = IncrementalModel(network)
     assert reason in model.dense_reason()
     finest = window_grids(*network.input_size, (0.125,), 0.5)[0]
-    assert (model.estimated_speedup(model.plan(finest.boxes)) >= incremental.MIN_USEFUL_SPEEDUP) == gains
+    assert (model.estimated_speedup(model.plan(finest.boxes)) >= planning.MIN_USEFUL_SPEEDUP) == gains
 
 
-def _dense_fallback(monkeypatch, method: str, error: Exception) -> dict:
-    """The one group record of an incremental map whose ``IncrementalModel.<method>`` raises ``error``;
+def _dense_fallback(monkeypatch, owner, name: str, error: Exception) -> dict:
+    """The one group record of an incremental map whose ``owner.<name>`` raises ``error``;
     the map must still equal the exact one."""
-    monkeypatch.setattr(incremental, "MIN_USEFUL_SPEEDUP", 0.0)
+    monkeypatch.setattr(planning, "MIN_USEFUL_SPEEDUP", 0.0)
     network = sensmap.load_model(build_random_cnn(24, 30, seed=6), preprocess="unit")
     image = np.random.default_rng(5).uniform(0, 255, (24, 30, 3)).astype(np.float32)
     exact = sensmap.sensitivity_map(network, image, sizes=(0.25,), stride=0.5)
@@ -269,7 +288,7 @@ def _dense_fallback(monkeypatch, method: str, error: Exception) -> dict:
     def broken(*args, **kwargs):
         raise error
 
-    monkeypatch.setattr(IncrementalModel, method, broken)
+    monkeypatch.setattr(owner, name, broken)
     fast = sensmap.sensitivity_map(network, image, sizes=(0.25,), stride=0.5, mode="incremental")
     np.testing.assert_allclose(fast.outputs, exact.outputs, atol=TOLERANCE)
     (group,) = fast.metadata["incremental_groups"]
@@ -278,29 +297,96 @@ def _dense_fallback(monkeypatch, method: str, error: Exception) -> dict:
 
 
 def test_a_graph_the_analysis_cannot_handle_runs_dense_with_exact_numbers(monkeypatch):
-    group = _dense_fallback(monkeypatch, "prepare", ValueError("unexpected layer wiring"))
+    group = _dense_fallback(monkeypatch, IncrementalModel, "prepare", ValueError("unexpected layer wiring"))
     assert "analysis failed (ValueError: unexpected layer wiring)" in group["why"]
 
 
 def test_a_layer_that_fails_to_trace_on_crops_runs_dense(monkeypatch):
-    group = _dense_fallback(monkeypatch, "_window", NotImplementedError("no crop kernel"))
+    group = _dense_fallback(monkeypatch, incremental_layers, "_window", NotImplementedError("no crop kernel"))
     assert "tracing failed (NotImplementedError: no crop kernel)" in group["why"]
 
 
 def test_one_shared_network_serves_several_threads_incrementally(monkeypatch):
-    """Dashboard sessions share cached networks: concurrent incremental maps (first ones tracing) stay exact."""
+    """Dashboard sessions share cached networks: concurrent incremental maps with different settings (the first
+    ones tracing, beside a warm-up) stay exact, and each cover size is traced once for all of them."""
     from concurrent.futures import ThreadPoolExecutor
 
-    monkeypatch.setattr(incremental, "MIN_USEFUL_SPEEDUP", 0.0)
+    monkeypatch.setattr(planning, "MIN_USEFUL_SPEEDUP", 0.0)
+    traced = _count_traces(monkeypatch)
     network = sensmap.load_model(build_random_cnn(24, 24, classes=4, seed=9), preprocess="unit")
     rng = np.random.default_rng(7)
     images = [rng.integers(0, 256, (24 + i, 30 - i, 3), dtype=np.uint8) for i in range(5)]
-    alone = [sensmap.sensitivity_map(network, image, batch_size=16).outputs for image in images]
+    settings = [
+        dict(batch_size=16),
+        dict(batch_size=3, stride=0.3, fill="blur"),
+        dict(batch_size=64, stride=1.0, fill="mean"),
+        dict(batch_size=16, fill=(255, 0, 0), score="log-odds"),
+        dict(batch_size=7, stride=0.25),
+    ]
+    alone = [sensmap.sensitivity_map(network, image, **o).outputs for image, o in zip(images, settings, strict=True)]
+    warm_up = sensmap.prepare_incremental(network)
 
-    def incremental_map(image):
-        return sensmap.sensitivity_map(network, image, batch_size=16, mode="incremental").outputs
+    def incremental_map(job):
+        image, options = job
+        return sensmap.sensitivity_map(network, image, engine="incremental", **options).outputs
 
     with ThreadPoolExecutor(max_workers=5) as pool:
-        together = list(pool.map(incremental_map, images))
+        together = list(pool.map(incremental_map, zip(images, settings, strict=True)))
     for single, shared in zip(alone, together, strict=True):
         assert np.abs(shared - single).max() <= TOLERANCE
+    assert warm_up.wait(60) and sorted(traced) == [(3, 3), (6, 6), (12, 12)]  # covers ⅛, ¼, ½ of 24 px: once each
+    assert set(warm_up.status().values()) == {"ready"}
+
+
+def _blocked_tracing(monkeypatch) -> threading.Event:
+    """Tracing waits until the returned event is set (a slow warm-up, under control)."""
+    release = threading.Event()
+    trace = IncrementalModel._trace  # noqa: SLF001
+
+    def slow(self, entry, plan, state):
+        assert release.wait(60), "the test never released the tracing"
+        return trace(self, entry, plan, state)
+
+    monkeypatch.setattr(IncrementalModel, "_trace", slow)
+    return release
+
+
+def _until(condition, seconds: float = 30.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_auto_runs_dense_while_a_warm_up_traces_and_incremental_waits_for_it(monkeypatch):
+    monkeypatch.setattr(planning, "MIN_USEFUL_SPEEDUP", 0.0)
+    release = _blocked_tracing(monkeypatch)
+    network = sensmap.load_model(build_zoo_model(33, 45, seed=3), preprocess="none")
+    image = np.random.default_rng(8).integers(0, 256, (33, 45, 3), dtype=np.uint8)
+    options = dict(sizes=(0.5, 0.25), stride=0.5)
+    dense = sensmap.sensitivity_map(network, image, **options)
+    warm_up = sensmap.prepare_incremental(network, sizes=(0.5, 0.25))
+    _until(lambda: "tracing" in warm_up.status().values())
+    assert not warm_up.ready and sorted(warm_up.status().values()) == ["queued", "tracing"]
+
+    auto = sensmap.sensitivity_map(network, image, engine="auto", **options)  # does not wait
+    assert auto.engine == "dense" and auto.engine_requested == "auto"
+    assert [g["ran"] for g in auto.metadata["incremental_groups"]] == ["dense", "dense"]
+    assert all("still being traced" in g["why"] for g in auto.metadata["incremental_groups"])
+    np.testing.assert_array_equal(auto.outputs, dense.outputs)
+
+    waiting: list = []
+    worker = threading.Thread(
+        target=lambda: waiting.append(sensmap.sensitivity_map(network, image, engine="incremental", **options))
+    )
+    worker.start()
+    worker.join(0.5)
+    assert worker.is_alive() and not waiting  # engine="incremental" waits for the traced functions
+    release.set()
+    worker.join(120)
+    assert warm_up.wait(120) and set(warm_up.status().values()) == {"ready"} and warm_up.seconds > 0
+    (result,) = waiting
+    assert result.engine == "incremental" and np.abs(result.outputs - dense.outputs).max() <= TOLERANCE
+    auto = sensmap.sensitivity_map(network, image, engine="auto", **options)  # now ready: incremental
+    assert auto.engine == "incremental" and not auto.metadata["engine_reason"]
+    assert np.abs(auto.outputs - dense.outputs).max() <= TOLERANCE

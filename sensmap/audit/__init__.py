@@ -22,11 +22,14 @@
   and model (top-k, target, score, passes, support inside/outside the box, errors). ``summary.png`` and
   ``summary.html`` show, per network, the mean support map on the network grid per predicted class and per
   label, and the images whose support lies mostly outside their box (shortcut suspects); the mean maps
-  are kept in ``class_means.npz``.
+  are kept in ``class_means.npz``. With two or more networks, ``DIR/pairs.parquet`` holds per image and pair
+  of networks the agreement of their maps (Spearman, top-20 % IoU, same top-1 class), and the summary
+  compares them (see :mod:`.pairs`).
 
 The dashboard's Audit page uses pure functions of :mod:`.index` and :mod:`.summary` (no Ray, no TensorFlow):
 :func:`open_audit`, :func:`filter_index`, :func:`class_counts`, :func:`class_mean_map`,
-:func:`class_means`, :func:`shortcut_suspects`, :func:`load_image_result`, :func:`class_means_figure`.
+:func:`class_means`, :func:`shortcut_suspects`, :func:`load_image_result`, :func:`class_means_figure`,
+:func:`pair_table`, :func:`pairs_of`, :func:`pair_results`, :func:`paired_class_means`, :func:`agreement_figure`.
 
 Folder layout::
 
@@ -34,6 +37,7 @@ Folder layout::
     DIR/maps/model=<name>/<key>.npz        one SensitivityResult per image (metadata["audit"]: the index row)
     DIR/maps/model=<name>/<key>.error.json an image that failed (retried by the next run)
     DIR/index.parquet                      the index, rebuilt from the files
+    DIR/pairs.parquet                      per image and pair of networks, the agreement of their maps
     DIR/summary.png, summary.html, class_means.npz
 
 The files of this package, each one concern (a file imports only those above it):
@@ -45,7 +49,9 @@ The files of this package, each one concern (a file imports only those above it)
   atomic writes, the maps already done, and the audit folders the dashboard lists.
 * ``index.py`` — the index: each map's numbers, ``index.parquet``, :func:`open_audit`, filters, queries and
   class mean maps.
-* ``summary.py`` — the class mean maps figure and ``summary.png`` / ``summary.html`` / ``class_means.npz``.
+* ``pairs.py`` — two networks across the dataset: the agreement of their maps per image (``pairs.parquet``).
+* ``summary.py`` — the class mean maps and agreement figures, photo thumbnails with maps, and ``summary.png`` /
+  ``summary.html`` / ``class_means.npz``.
 * ``worker.py`` — what runs in the Ray workers: the decode tasks and the :class:`AuditWorker` actor.
 * ``pipeline.py`` — :func:`run_audit`: the Ray session and pipeline, progress and statistics, resuming.
 """
@@ -61,6 +67,7 @@ from .folder import (
     LOCK_FILE,
     MAPS_DIR,
     MEANS_FILE,
+    PAIRS_FILE,
     SUMMARY_HTML,
     SUMMARY_PNG,
     TARGET_LABEL,
@@ -95,11 +102,32 @@ from .inputs import (
     image_key,
 )
 from .networks import ModelSpec, model_slug, resolve_model
-from .pipeline import ROWS_PER_BLOCK_MAX_BLOCKS, AuditProgress, AuditStats, local_cpus, run_audit
-from .summary import class_means_figure, write_summary
+from .pairs import (
+    MOST_DIFFERENT,
+    PAIR_COLUMNS,
+    build_pairs,
+    model_pairs,
+    pair_numbers,
+    pair_results,
+    pair_table,
+    pair_text,
+    paired_class_means,
+    pairs_of,
+)
+from .pipeline import ROWS_PER_BLOCK_MAX_BLOCKS, AuditProgress, AuditStats, duration_text, local_cpus, run_audit
+from .summary import (
+    AGREEMENT_METRICS,
+    agreement_figure,
+    class_means_figure,
+    overlay_thumbnail,
+    pair_thumbnails,
+    suspect_thumbnail,
+    write_summary,
+)
 from .worker import AuditWorker
 
 __all__ = [
+    "AGREEMENT_METRICS",
     "AUDIT_JSON",
     "BOX_COLUMNS",
     "ERROR_SUFFIX",
@@ -111,6 +139,9 @@ __all__ = [
     "MAPS_DIR",
     "MAX_KEY_LENGTH",
     "MEANS_FILE",
+    "MOST_DIFFERENT",
+    "PAIRS_FILE",
+    "PAIR_COLUMNS",
     "ROWS_PER_BLOCK_MAX_BLOCKS",
     "SUMMARY_CLASSES",
     "SUMMARY_HTML",
@@ -127,24 +158,37 @@ __all__ = [
     "AuditWorker",
     "ClassMean",
     "ModelSpec",
+    "agreement_figure",
     "audits_dir_from_env",
     "box_support",
+    "build_pairs",
     "class_counts",
     "class_mean_map",
     "class_means",
     "class_means_figure",
     "collect_inputs",
+    "duration_text",
     "filter_index",
     "grid_box",
     "image_key",
     "list_audit_folders",
     "load_image_result",
     "local_cpus",
+    "model_pairs",
     "model_slug",
     "open_audit",
+    "overlay_thumbnail",
+    "pair_numbers",
+    "pair_results",
+    "pair_table",
+    "pair_text",
+    "pair_thumbnails",
+    "paired_class_means",
+    "pairs_of",
     "rebuild_index",
     "resolve_model",
     "run_audit",
     "shortcut_suspects",
+    "suspect_thumbnail",
     "write_summary",
 ]

@@ -18,7 +18,7 @@ from .. import __version__
 from ..errors import ParameterError, SensmapError
 from ..fills import fill_label, normalize_fill
 from ..images import FIT_METHODS
-from ..result import json_default, validate_mode, validate_score_kind
+from ..result import json_default, resolve_mode_engine, validate_score_kind
 from ..windows import DEFAULT_SIZES, DEFAULT_STRIDE, validate_sizes, validate_stride
 from .failures import AuditError
 
@@ -30,6 +30,7 @@ FORMAT_VERSION = 1
 # The folder's layout (see the package docstring).
 AUDIT_JSON = "audit.json"
 INDEX_FILE = "index.parquet"
+PAIRS_FILE = "pairs.parquet"
 MEANS_FILE = "class_means.npz"
 SUMMARY_PNG = "summary.png"
 SUMMARY_HTML = "summary.html"
@@ -80,7 +81,8 @@ class AuditSettings:
     target: str | None = None  # None: top-1; "label": each image's label; else a class index or name
     batch_size: int | None = None
     max_passes: int | None = None
-    mode: str = "exact"  # sensmap.result.MODES; incremental gives exact's maps, fast approximate ones
+    mode: str = "exact"  # which windows: exact (all) or fast (approximate); "incremental" arrives as exact below
+    engine: str = "dense"  # how each window is computed: dense, incremental or auto (never changes the maps)
 
     @classmethod
     def make(cls, **values: Any) -> AuditSettings:
@@ -97,7 +99,7 @@ class AuditSettings:
         if batch_size is not None and (isinstance(batch_size, bool) or int(batch_size) < 1):
             raise ParameterError(f"batch size must be a whole number ≥ 1, got {batch_size!r}")
         max_passes = values.pop("max_passes", None)
-        mode = validate_mode(values.pop("mode", "exact"))
+        mode, engine = resolve_mode_engine(values.pop("mode", "exact"), values.pop("engine", None))
         if max_passes is None and os.environ.get("SENSMAP_MAX_PASSES", "").strip():
             max_passes = os.environ["SENSMAP_MAX_PASSES"].strip()
         if values:
@@ -107,7 +109,7 @@ class AuditSettings:
         except ValueError:
             raise ParameterError(f"the pass budget must be a whole number, got {max_passes!r}") from None
         batch_size = None if batch_size is None else int(batch_size)
-        return cls(sizes, stride, fill, score, fit, target, batch_size, max_passes, mode)
+        return cls(sizes, stride, fill, score, fit, target, batch_size, max_passes, mode, engine)
 
     def identity(self) -> dict[str, Any]:
         """The settings that change the maps (compared with an existing audit folder)."""
@@ -118,7 +120,7 @@ class AuditSettings:
             "score": self.score,
             "fit": self.fit,
             "target": self.target,
-            # exact and incremental maps are the same maps; fast maps are approximate (older folders: exact)
+            # every engine gives exact's maps (a folder resumes with any); fast maps are approximate (older: exact)
             **({"mode": "fast"} if self.mode == "fast" else {}),
         }
 

@@ -219,6 +219,10 @@ class AuditIndex:
         names += sorted(set(self.frame["model"].dropna()) - set(names)) if len(self.frame) else []
         return names
 
+    def network(self, model: str) -> str:
+        """The network's name as the dashboard shows it (e.g. "MobileNet α0.25 128px"), else the folder name."""
+        return str(self.models.get(model, {}).get("network") or model)
+
     def row(self, image_id: str, model: str) -> dict[str, Any]:
         """The index row of one image and network (``KeyError`` if there is none)."""
         frame = self.frame
@@ -520,12 +524,18 @@ def class_mean_map(
 
 
 def class_means(
-    index: AuditIndex | str | os.PathLike, model: str, by: str = "predicted", top: int | None = SUMMARY_CLASSES
+    index: AuditIndex | str | os.PathLike,
+    model: str,
+    by: str = "predicted",
+    top: int | None = SUMMARY_CLASSES,
+    values: Sequence[str] | None = None,
 ) -> list[ClassMean]:
-    """The mean maps of the ``top`` most frequent classes (or labels) of one network, most frequent first."""
+    """The mean maps of the ``top`` most frequent classes (or labels) of one network, most frequent first; or of
+    the given ``values``, in their order."""
     audit = _as_index(index)
-    values = [value for value, _ in class_counts(audit, model, by)]
-    values = values if top is None else values[: int(top)]
+    if values is None:
+        values = [value for value, _ in class_counts(audit, model, by)]
+        values = values if top is None else values[: int(top)]
     cached = _cached_means(audit)
     missing = [v for v in values if (model, by, v) not in cached]
     fresh = {m.value: m for m in _means_for(audit, model, by, missing)} if missing else {}

@@ -38,6 +38,7 @@ from .folder import (
 from .index import rebuild_index
 from .inputs import AuditItem, collect_inputs
 from .networks import ModelSpec, resolve_model
+from .pairs import build_pairs
 from .summary import write_summary
 from .worker import AuditWorker, _decode_rows
 
@@ -49,7 +50,8 @@ log = logging.getLogger(__name__)
 # --------------------------------------------------------------------------- progress and statistics
 
 
-def _duration(seconds: float) -> str:
+def duration_text(seconds: float) -> str:
+    """A duration for people: ``42s``, ``3m05s``, ``2h07m``."""
     seconds = max(0, int(round(seconds)))
     if seconds < 60:
         return f"{seconds}s"
@@ -71,7 +73,7 @@ class AuditProgress:
     eta_s: float | None
 
     def line(self) -> str:
-        eta = "" if self.eta_s is None else f"  ETA {_duration(self.eta_s)}"
+        eta = "" if self.eta_s is None else f"  ETA {duration_text(self.eta_s)}"
         errors = f"  {self.errors} error{'s' if self.errors != 1 else ''}" if self.errors else ""
         return f"{self.done}/{self.total} images  {self.images_per_s:.2f} images/s{eta}{errors}"
 
@@ -362,6 +364,7 @@ def run_audit(
     batch_size: int | None = None,
     max_passes: int | None = None,
     mode: str = "exact",
+    engine: str | None = None,
     workers: int | None = None,
     threads: int | None = None,
     address: str | None = None,
@@ -376,8 +379,9 @@ def run_audit(
 
     ``models``: names or ``.keras`` paths (``NAME=SOURCE`` names the folder) or :class:`ModelSpec` from
     :func:`resolve_model`. ``target``: ``None`` (each image's top-1 class), ``"label"`` (each image's label)
-    or a class index/name. ``workers``: actors (default: one per GPU; without GPUs one per core up to 4 on a
-    local Ray, a quarter of the CPUs of a cluster). ``threads``:
+    or a class index/name. ``mode`` and ``engine`` as for :func:`sensmap.sensitivity_map` (the engine never
+    changes the maps, so a folder resumes with any engine). ``workers``: actors (default: one per GPU; without
+    GPUs one per core up to 4 on a local Ray, a quarter of the CPUs of a cluster). ``threads``:
     TensorFlow threads per actor (default on a local CPU run: cores / workers). ``address``: a Ray cluster
     (default: a local Ray with :func:`local_cpus` logical CPUs; a Ray session the caller already started is
     reused and left running). ``progress`` is called after each image. Images with a map are skipped, and so
@@ -388,7 +392,7 @@ def run_audit(
     started = time.perf_counter()
     settings = AuditSettings.make(
         sizes=sizes, stride=stride, fill=fill, score=score, fit=fit, target=target, batch_size=batch_size,
-        max_passes=max_passes, mode=mode,
+        max_passes=max_passes, mode=mode, engine=engine,
     )  # fmt: skip
     if isinstance(models, (str, os.PathLike, ModelSpec)):
         models = [models]
@@ -417,6 +421,7 @@ def run_audit(
         stats.maps, stats.errors = _written(before, _snapshot(out, specs))
         stats.processed = max(stats.processed, len(items) - stats.skipped - len(_pending(items, specs, out, False)))
         index = rebuild_index(out)
+        build_pairs(index)
         stats.index_path = str(out / INDEX_FILE)
         errors = index.frame[index.frame["status"] == "error"]
         stats.failed_images = int(errors["image_id"].nunique())

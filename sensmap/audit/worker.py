@@ -234,6 +234,7 @@ class AuditWorker:
             fit=settings.fit,
             max_passes=settings.max_passes,
             mode=settings.mode,
+            engine=settings.engine,
         )
         data = row.get(_grid_column(spec.input_size)) or b""
         if row["refit"] or not data:

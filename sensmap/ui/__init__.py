@@ -6,7 +6,7 @@ everything they share lives here, one concern per file, and this module hands al
 
 * :mod:`~sensmap.ui.session` — the session-state model: the ``st.session_state`` keys and ``state()``.
 * :mod:`~sensmap.ui.text` — Markdown-safe text, errors shown without a traceback, the colour key,
-  percentages, wrapped panel titles.
+  percentages, wrapped panel titles, text without server paths.
 * :mod:`~sensmap.ui.photo_store` — the session's photos: uploads, sample photos, the active photo.
 * :mod:`~sensmap.ui.networks` — the network catalogue, the chosen networks A and B, the cached loader.
 * :mod:`~sensmap.ui.page_inputs` — the active photo and loaded networks a page needs, or where to get them.
@@ -19,6 +19,8 @@ everything they share lives here, one concern per file, and this module hands al
 * :mod:`~sensmap.ui.methods` — the Methods page: occlusion, Grad-CAM and RISE side by side, the RISE settings,
   the shared faithfulness baseline, the verdict and the randomisation check.
 * :mod:`~sensmap.ui.reports` — which maps a report shows, and the session's cached PNG reports.
+* :mod:`~sensmap.ui.audit_view` — the Audit page's views of an audit folder: its name, the run in words,
+  tables without server paths, the photo behind a map, the shortcut-suspects gallery.
 
 Nothing is shared between browser sessions except the ``st.cache_resource`` values of
 :mod:`~sensmap.ui.networks` (loaded networks) and :mod:`~sensmap.ui.costs` (seconds per pass). Tests
@@ -27,6 +29,19 @@ that replace a function replace it in the module that defines it (see the list a
 
 from __future__ import annotations
 
+from .audit_view import (
+    INDEX_COLUMNS,
+    MISSING,
+    PAIR_COLUMNS,
+    audit_name,
+    audit_photo,
+    audit_settings,
+    run_lines,
+    show_run_summary,
+    shown_table,
+    stand_in_photo,
+    suspects_gallery,
+)
 from .costs import FAITHFULNESS_RANDOM_ORDERS, FAITHFULNESS_STEPS, Cost, cost_preview, faithfulness_passes, passes_cost
 from .map_settings import (
     FILL_CHOICES,
@@ -142,17 +157,28 @@ from .session import (
     K_UPLOAD_MESSAGES,
     K_UPLOADER,
 )
-from .text import COLOUR_KEY, colour_key, percent, plain, show_error, wrap_subplot_titles
+from .text import (
+    COLOUR_KEY,
+    DIFFERENCE_KEY,
+    colour_key,
+    percent,
+    plain,
+    show_error,
+    without_paths,
+    wrap_subplot_titles,
+)
 from .trust import agreement_numbers, approximate_note, describe_result, stability_numbers, story_text
 
 __all__ = [
     "BOX_EDGES",
     "COLOUR_KEY",
     "DEFAULT_NETWORK",
+    "DIFFERENCE_KEY",
     "FAITHFULNESS_RANDOM_ORDERS",
     "FAITHFULNESS_STEPS",
     "FILL_CHOICES",
     "GRID_CHOICES",
+    "INDEX_COLUMNS",
     "K_ACTIVE",
     "K_BOXES",
     "K_BOX_INPUTS",
@@ -172,8 +198,10 @@ __all__ = [
     "MASK_CHOICES",
     "MAX_REPORTS",
     "MAX_RESULTS",
+    "MISSING",
     "MODE_CHOICES",
     "OWN_GROUP",
+    "PAIR_COLUMNS",
     "PHOTO_TYPES",
     "READY_GROUP",
     "SAMPLE_PHOTOS",
@@ -197,6 +225,9 @@ __all__ = [
     "agreement_numbers",
     "apply_pointing",
     "approximate_note",
+    "audit_name",
+    "audit_photo",
+    "audit_settings",
     "box_from_selection",
     "box_inputs",
     "catalogue",
@@ -234,6 +265,7 @@ __all__ = [
     "results",
     "rise_choice",
     "run_faithfulness_with_progress",
+    "run_lines",
     "run_map_with_progress",
     "run_methods",
     "run_sanity",
@@ -252,15 +284,20 @@ __all__ = [
     "set_target",
     "settings",
     "show_error",
+    "show_run_summary",
     "show_stopped_run",
     "show_upload_messages",
+    "shown_table",
     "stability_numbers",
+    "stand_in_photo",
     "stop_button",
     "store_result",
     "story_text",
+    "suspects_gallery",
     "target_for",
     "target_widget_key",
     "top_classes",
     "uploader_key",
+    "without_paths",
     "wrap_subplot_titles",
 ]

@@ -1,4 +1,5 @@
-"""How the dashboard words things: Markdown-safe text, errors, the colour key, percentages, panel titles."""
+"""How the dashboard words things: Markdown-safe text, errors, the colour key, percentages, panel titles, text
+without server paths."""
 
 from __future__ import annotations
 
@@ -14,6 +15,9 @@ if TYPE_CHECKING:
 
 COLOUR_KEY = f"Colours: {render.COLOUR_CAPTION}. Values in percentage points (pp) of class probability."
 """The colour key of occlusion maps in probability, the dashboard's default (shown on the Home page)."""
+
+
+DIFFERENCE_KEY = "Difference panel: red where A relies on the area more than B, blue where B relies on it more."
 
 
 def colour_key(result: SensitivityResult) -> str:
@@ -32,6 +36,17 @@ _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+!|~$:])")
 def plain(text: object) -> str:
     """``text`` escaped so Streamlit's Markdown shows it literally (file names, error messages)."""
     return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text))
+
+
+_SERVER_PATH = re.compile(r"(?<![\w./\\~-])(?:~|[A-Za-z]:)?[/\\](?:[^\s'\"/\\:,;()\[\]<>]+[/\\])*"
+                          r"([^\s'\"/\\:,;()\[\]<>]+)")  # fmt: skip
+
+
+def without_paths(text: object) -> str:
+    """``text`` with every absolute file path (``/a/b/c.jpg``, ``~/x``, ``C:\\x``) cut to its last part
+    (``…/c.jpg``): messages written on the server (e.g. an audit's error records) shown in the browser never
+    name the server's folders."""
+    return _SERVER_PATH.sub(lambda match: f"…/{match.group(1)}", str(text))
 
 
 def show_error(exc: BaseException) -> None:

@@ -75,11 +75,10 @@ def stability_numbers(key: ResultKey, result: SensitivityResult) -> tuple[np.nda
 
 
 def agreement_numbers(photo: PhotoEntry, result_a: SensitivityResult, result_b: SensitivityResult) -> dict:
-    """:func:`sensmap.metrics.agreement` of two maps resampled onto the same photo grid
-    (:func:`sensmap.render.map_agreement`)."""
-    from ..render import map_agreement
+    """:func:`sensmap.render.photo_agreement` of two maps of the photo (on its own pixel grid)."""
+    from ..render import photo_agreement
 
-    return map_agreement(result_a, result_b, photo.image.pixels.shape[:2])
+    return photo_agreement(result_a, result_b, photo.image.pixels.shape[:2])
 
 
 def approximate_note(result: SensitivityResult) -> str:

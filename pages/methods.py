@@ -44,9 +44,10 @@ st.caption(
 )
 if st.button("Run methods", type="primary", icon=":material/play_arrow:", disabled=ready, key="w.methods.run"):
     stop = ui.stop_button()
-    ui.run_methods(choice, network, photo, values, target)
+    finished = ui.run_methods(choice, network, photo, values, target)
     stop.empty()
-    found = ui.method_results(choice, photo, values, target)
+    if finished is not None:
+        st.rerun()  # the cost line and the button say the maps are ready
 if not ui.methods_ready(found):
     st.info("Press **Run methods** to compute the missing maps and checks.", icon=":material/info:")
     st.stop()

@@ -604,8 +604,10 @@ def methods_figure(
         unit = support_unit(result)
         photo_trace, heat = _overlay_traces(pixels, result, None, limits[unit], opacity, showscale=unit not in shown)
         if unit not in shown:
+            peak = heat.colorbar.ticktext[-1].split()[0]  # "+12.3": a horizontal bar has room for numbers only
             heat.colorbar.update(orientation="h", x=(column - 0.5) / count, xanchor="center", y=-0.02,
-                                 yanchor="top", len=0.9 / count, thickness=12, title_side="top")  # fmt: skip
+                                 yanchor="top", len=0.9 / count, thickness=12, title_side="top",
+                                 ticktext=[peak.replace("+", "−"), "0", peak])  # fmt: skip
         shown.add(unit)
         fig.add_trace(photo_trace, row=1, col=column)
         fig.add_trace(heat, row=1, col=column)

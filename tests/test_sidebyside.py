@@ -142,6 +142,8 @@ def test_the_methods_figure_has_one_colour_scale_per_unit():
     pp = 100 * max(np.abs(maps[0].support).max(), np.abs(maps[2].support).max())
     assert heats[0].zmax == pytest.approx(pp) and heats[2].zmax == pytest.approx(pp), "occlusion and RISE share pp"
     assert heats[1].zmax == pytest.approx(np.abs(maps[1].support).max()), "Grad-CAM: its own relative scale"
+    assert heats[0].colorbar.orientation == "h"
+    assert tuple(heats[0].colorbar.ticktext) == (f"−{pp:.1f}", "0", f"+{pp:.1f}")
     titles = [a.text for a in fig.layout.annotations]
     assert titles == ["occlusion (pp)", "Grad-CAM (relative)", "RISE (pp, approximate)"]
 

@@ -12,6 +12,7 @@ pages = [
     st.Page("pages/networks.py", title="Networks", icon=":material/hub:"),
     st.Page("pages/map.py", title="Map", icon=":material/layers:"),
     st.Page("pages/compare.py", title="Compare", icon=":material/compare:"),
+    st.Page("pages/methods.py", title="Methods", icon=":material/difference:"),
     st.Page("pages/report.py", title="Report", icon=":material/download:"),
     st.Page("pages/audit.py", title="Audit", icon=":material/dataset:"),
 ]

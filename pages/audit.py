@@ -45,8 +45,10 @@ st.dataframe(ui.shown_table(rows, shown), hide_index=True, width="stretch", heig
 
 by = st.radio("Group by", ["predicted", "label"], horizontal=True, key="w.audit.by",
               format_func={"predicted": "predicted class", "label": "label"}.get)  # fmt: skip
-st.plotly_chart(audit.class_means_figure(audit.class_means(index, model, by)), key="chart.audit.means")
-st.caption(ui.colour_key(str(index.settings.get("score", "probability"))))
+means = audit.class_means(index, model, by)
+st.plotly_chart(audit.class_means_figure(means), key="chart.audit.means")
+if means:
+    st.caption(ui.colour_key(means[0]))
 
 suspects = audit.shortcut_suspects(index, model)
 if len(suspects):
@@ -101,7 +103,7 @@ if pairs:
         pixels = photo if photo is not None else ui.stand_in_photo(result_a.photo_size)
         figure = ui.wrap_subplot_titles(render.compare_figure(pixels, result_a, result_b))
         st.plotly_chart(figure, key="chart.audit.compare", height=480)
-        st.caption(ui.colour_key(result_a.score_kind) + " " + ui.DIFFERENCE_KEY)
+        st.caption(ui.colour_key(result_a) + " " + ui.DIFFERENCE_KEY)
         means = audit.paired_class_means(index, model_a, model_b, by, top=12)
         if means:
             st.plotly_chart(audit.class_means_figure(means, columns=4), key="chart.audit.pair_means")

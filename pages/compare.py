@@ -8,14 +8,8 @@ from sensmap import render, ui
 
 st.title("Compare")
 ui.show_stopped_run()
-photo, choice_a, choice_b = ui.active_photo(), ui.network_choice("A"), ui.network_choice("B")
-if photo is None or choice_a is None or choice_b is None:
-    st.info("Compare needs a photo (Photos) and two networks, A and B (Networks).", icon=":material/info:")
-    st.page_link("pages/photos.py" if photo is None else "pages/networks.py", label="Go there", icon=":material/east:")
-    st.stop()
-network_a, network_b = ui.load_network(choice_a), ui.load_network(choice_b)
-if network_a is None or network_b is None:
-    st.stop()
+needs = "Compare needs a photo (Photos) and two networks, A and B (Networks)."
+photo, [(choice_a, network_a), (choice_b, network_b)] = ui.page_inputs("AB", needs)
 
 settings = ui.settings()
 target_a = ui.target_for(choice_a, network_a, photo)
@@ -78,4 +72,4 @@ for role, result in zip("AB", results, strict=True):
         st.warning(ui.plain(f"{role}: {ui.approximate_note(result)}"), icon=":material/speed:")
 figure = ui.wrap_subplot_titles(render.compare_figure(photo.image, result_a, result_b))
 st.plotly_chart(figure, key="chart.compare", height=480)
-st.caption(ui.colour_key(result_a.score_kind) + " " + ui.DIFFERENCE_KEY)
+st.caption(ui.colour_key(result_a) + " " + ui.DIFFERENCE_KEY)

@@ -8,14 +8,7 @@ from sensmap import render, ui
 
 st.title("Map")
 ui.show_stopped_run()
-photo, choice = ui.active_photo(), ui.network_choice("A")
-if photo is None or choice is None:
-    st.info("First add a photo (Photos) and choose network A (Networks).", icon=":material/info:")
-    st.page_link("pages/photos.py" if photo is None else "pages/networks.py", label="Go there", icon=":material/east:")
-    st.stop()
-network = ui.load_network(choice)
-if network is None:
-    st.stop()
+photo, [(choice, network)] = ui.page_inputs("A", "First add a photo (Photos) and choose network A (Networks).")
 
 classes = ui.has_classes(network)  # embeddings and value outputs have no top-5 nor target class
 top = ui.top_classes(choice, network, photo) if classes else []
@@ -104,7 +97,7 @@ story_slot.info(ui.plain(ui.story_text(result)), icon=":material/record_voice_ov
 if result.approximate:
     st.warning(ui.plain(ui.approximate_note(result)), icon=":material/speed:")
 shown_key = key if exact else ui.last_key(photo, choice)
-st.caption(ui.colour_key(result.score_kind))
+st.caption(ui.colour_key(result))
 views = ["Overlay", "Brightness", "Per cover size", "Label flip", "Faithfulness", "Stability"]
 tabs = st.tabs(views, key="w.view", on_change="rerun")
 with tabs[0]:

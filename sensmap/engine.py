@@ -604,6 +604,7 @@ def faithfulness(
     progress: ProgressCallback | None = None,
     cancel: CancelToken | Callable[[], bool] | None = None,
     score: ScoreFunction | None = None,
+    block: int | None = None,
 ) -> dict[str, Any]:
     """Deletion and insertion curves of a map (RISE, Petsiuk et al. 2018), against random orders.
 
@@ -612,14 +613,16 @@ def faithfulness(
     starting from the blurred photo, the original pixels come back in the same order; a faithful
     map makes it rise fast (high AUC). Baselines: ``random_orders`` seeded random orders of patches as
     large as the map's finest detail (``result.detail_px``: its finest cover, RISE mask cell or Grad-CAM
-    feature cell), averaged. Every method's result works (Grad-CAM and RISE delete with their ``fill``).
+    feature cell), averaged. ``block`` (network-grid pixels, ≥ 1) sets that patch side instead: give maps of several
+    methods the same ``block`` (with the same seed, fill and steps they then share one random baseline) to compare
+    their AUCs fairly. Every method's result works (Grad-CAM and RISE delete with their ``fill``).
     Curves hold the target's probability (0..1) at pixel fractions 0, 1/steps, …, 1; AUCs are the
     trapezoid areas over the fraction, so they lie in [0, 1]. Maps with other scores follow the map's
     own score (``logit``: the raw output; ``sigmoid``: the label's probability; ``similarity``: the
     cosine similarity to the unoccluded output; a custom score: its value — pass its function as
     ``score``), and their AUCs are in that score's units. The numbers are also stored in
-    ``result.metadata["faithfulness"]`` (and so in its ``.npz``). All passes run through the same
-    compiled call as the map: ``2 · (steps + 1) · (1 + random_orders)`` of them.
+    ``result.metadata["faithfulness"]`` (and so in its ``.npz``; ``"block"`` records the patch side). All passes
+    run through the same compiled call as the map: ``2 · (steps + 1) · (1 + random_orders)`` of them.
     """
     kind = resolve_score(result.score_kind if score is None else score)
     if kind.kind != result.score_kind or (kind.custom and kind.function is None):
@@ -640,7 +643,11 @@ def faithfulness(
     deleted = fill_canvas(pixels, result.fill)
     blurred = fill_canvas(pixels, "blur")
     counts = step_counts(height * width, steps)
-    block = result.detail_px  # the finest cover (occlusion), mask cell (RISE) or feature cell (Grad-CAM)
+    if block is None:
+        block = result.detail_px  # the finest cover (occlusion), mask cell (RISE) or feature cell (Grad-CAM)
+    elif isinstance(block, bool) or not isinstance(block, (int, np.integer)) or block < 1:
+        raise ParameterError(f"the random orders' block must be a whole number of pixels ≥ 1, got {block!r}")
+    block = int(block)
     ranks = [support_rank(result.support)]
     ranks += [random_rank((height, width), seed + i, block) for i in range(random_orders)]
     batch_size = auto_batch_size(height, width) if batch_size is None else int(batch_size)
@@ -670,6 +677,7 @@ def faithfulness(
         "random_orders": int(random_orders),
         "seed": int(seed),
         "score_kind": kind.kind if kind.kind != "log-odds" else "probability",
+        "block": block,
         "fractions": (counts / (height * width)).tolist(),
         "deletion_curve": deletion[0].tolist(),
         "insertion_curve": insertion[0].tolist(),

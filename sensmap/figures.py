@@ -287,6 +287,23 @@ class Sheet:
             )
         return y + height
 
+    def sanity_plot(
+        self,
+        x: float,
+        y: float,
+        series: Sequence[tuple[str, tuple[int, int, int], Sequence[float], Sequence[float], Sequence[bool]]],
+        threshold: float,
+        width: float = 600,
+        height: float = 230,
+    ) -> float:
+        """Randomisation checks: Spearman ρ (y, −1..1) against the share of the weighted layers randomised (x, 0..1),
+        one line per ``(label, colour, xs, ys, flat)`` series (flat steps marked ✕), the bands ``|ρ| ≥ threshold``
+        shaded, the legend below; returns the y below."""
+        self.text(x, y, "Randomisation check (Spearman ρ with the original map)", 15)
+        top, left, bottom = 24, 44, 44 + 20 * len(series)
+        box = (x + left, y + top, width - left - 6, height - top - bottom)
+        return self._draw(y + height, lambda page: _sanity_axes(page, box, series, threshold))
+
     # ------------------------------------------------------------------ output
 
     def figure(self) -> Figure:
@@ -316,16 +333,48 @@ def _curve_axes(page: _Page, box: tuple, fractions: np.ndarray, numbers: dict, k
     axes.set_ylim(-0.02, 1.02)
     axes.set_xticks([0, 0.5, 1], labels=["0", "0.5", "1"], fontproperties=font(12), color=MUTED, **_TEXT_STYLE)
     axes.set_yticks([0, 0.5, 1], labels=["0%", "50%", "100%"], fontproperties=font(12), color=MUTED, **_TEXT_STYLE)
+    _plain_axes(axes)
+    axes.set_xlabel(f"fraction of pixels {verb}", fontproperties=font(12), color=MUTED, labelpad=points(2))
+    _legend_below(page, axes, box)
+
+
+def _plain_axes(axes) -> None:
+    """Light frame and horizontal grid, as in every plot of the reports."""
     axes.tick_params(length=0, pad=points(4))
     axes.grid(axis="y", color=RULE, linewidth=points(1))
     axes.set_axisbelow(True)
     for spine in axes.spines.values():
         spine.set_edgecolor(RULE)
         spine.set_linewidth(points(1))
-    axes.set_xlabel(f"fraction of pixels {verb}", fontproperties=font(12), color=MUTED, labelpad=points(2))
+
+
+def _legend_below(page: _Page, axes, box: tuple) -> None:
+    """The plot's legend under its x label, left-aligned with the layout rectangle ``box`` of the axes."""
     x, y, _, height = box
     axes.legend(loc="upper left", bbox_to_anchor=(x - 8, y + height + 36), bbox_transform=page.pixels, frameon=False,
                 prop=font(13), handlelength=2.2, borderaxespad=0, borderpad=0, labelspacing=0.3)  # fmt: skip
+
+
+def _sanity_axes(page: _Page, box: tuple, series: Sequence, threshold: float) -> None:
+    """The randomisation-check plot in the layout rectangle ``box`` (x, y, width, height), legend below it."""
+    axes = page.axes(*box, label="sanity curves")
+    for low, high in ((threshold, 1.05), (-1.05, -threshold)):
+        axes.axhspan(low, high, color=_rgb(MAP_CURVE_COLOUR), alpha=0.07, linewidth=0)
+    for label, colour, xs, ys, flat in series:
+        axes.plot(xs, ys, "-o", color=_rgb(colour), linewidth=points(2.5), markersize=points(6), label=label)
+        marks = [(a, b) for a, b, f in zip(xs, ys, flat, strict=True) if f]
+        if marks:
+            axes.plot(
+                *zip(*marks, strict=True), "x", color=_rgb(colour), markersize=points(14), markeredgewidth=points(2.5)
+            )
+    axes.set_xlim(-0.03, 1.03)
+    axes.set_ylim(-1.05, 1.05)
+    axes.set_xticks([0, 0.5, 1], labels=["0%", "50%", "100%"], fontproperties=font(12), color=MUTED, **_TEXT_STYLE)
+    axes.set_yticks([-1, 0, 1], labels=["−1", "0", "1"], fontproperties=font(12), color=MUTED, **_TEXT_STYLE)
+    _plain_axes(axes)
+    axes.set_xlabel("weighted layers randomised (from the output down); ✕ flat map", fontproperties=font(12),
+                    color=MUTED, labelpad=points(2))  # fmt: skip
+    _legend_below(page, axes, box)
 
 
 def figure_pixels(fig: Figure) -> np.ndarray:

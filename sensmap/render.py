@@ -161,8 +161,15 @@ def support_unit(result: SensitivityResult) -> tuple[float, str]:
 
 
 def colour_caption(result: SensitivityResult) -> str:
-    """What the colours of this result's map mean (its method's entry of :data:`METHOD_CAPTIONS`)."""
+    """What the colours of this result's map mean (its method's entry of :data:`METHOD_CAPTIONS`); anything with a
+    ``method`` field works (an audit's mean map)."""
     return METHOD_CAPTIONS[result.method]
+
+
+def colour_key(result: SensitivityResult) -> str:
+    """The legend of a map in words: what its colours mean (:func:`colour_caption`) and its unit
+    (:attr:`SensitivityResult.unit_description`); anything with ``method`` and ``unit_description`` works."""
+    return f"{colour_caption(result)}. Values in {result.unit_description}."
 
 
 def symmetric_limit(*maps: np.ndarray, limit: float | None = None) -> float:
@@ -180,6 +187,15 @@ def symmetric_limit(*maps: np.ndarray, limit: float | None = None) -> float:
 def shared_limit(results: Sequence[SensitivityResult]) -> float:
     """One colour limit (probability difference) covering the support maps of several results."""
     return symmetric_limit(*(r.support for r in results))
+
+
+def unit_limits(results: Sequence[SensitivityResult]) -> dict[tuple[float, str], float]:
+    """One colour limit (arrays' units) per display unit among ``results``: maps in the same unit (occlusion and
+    RISE in pp) share a scale, a map in another unit (Grad-CAM, relative) gets its own."""
+    groups: dict[tuple[float, str], list[np.ndarray]] = {}
+    for result in results:
+        groups.setdefault(support_unit(result), []).append(result.support)
+    return {unit: symmetric_limit(*maps) for unit, maps in groups.items()}
 
 
 def _check_units(results: Sequence[SensitivityResult]) -> tuple[float, str]:
@@ -573,6 +589,50 @@ def compare_figure(
     return _image_axes(fig, [pixels.shape[:2]] * 3)
 
 
+def methods_figure(
+    photo: LoadedImage | np.ndarray, results: Sequence[SensitivityResult], *, opacity: float = DEFAULT_OPACITY
+) -> go.Figure:
+    """Maps of one photo by several methods side by side, one colour scale per unit (:func:`unit_limits`).
+
+    Occlusion and RISE (probability points) share a scale; Grad-CAM (relative, 0..1) has its own. Each unit's colour
+    bar lies under the first panel in that unit. Panels are titled with the method (and marked approximate).
+    """
+    pixels = photo_pixels(photo)
+    results = list(results)
+    if not results:
+        raise ParameterError("methods_figure needs at least one map")
+    limits = unit_limits(results)
+    count = len(results)
+    fig = make_subplots(rows=1, cols=count, subplot_titles=[_method_title(r) for r in results], horizontal_spacing=0.02)
+    shown: set[tuple[float, str]] = set()
+    for column, result in enumerate(results, start=1):
+        unit = support_unit(result)
+        photo_trace, heat = _overlay_traces(pixels, result, None, limits[unit], opacity, showscale=unit not in shown)
+        if unit not in shown:
+            peak = heat.colorbar.ticktext[-1].split()[0]  # "+12.3": a horizontal bar has room for numbers only
+            heat.colorbar.update(orientation="h", x=(column - 0.5) / count, xanchor="center", y=-0.02,
+                                 yanchor="top", len=0.9 / count, thickness=12, title_side="top",
+                                 ticktext=[peak.replace("+", "−"), "0", peak])  # fmt: skip
+        shown.add(unit)
+        fig.add_trace(photo_trace, row=1, col=column)
+        fig.add_trace(heat, row=1, col=column)
+    units = " · ".join(
+        f"{unit}: " + " and ".join(r.method_label for r in results if support_unit(r) == (factor, unit))
+        for factor, unit in limits
+    )
+    fig.update_layout(
+        title=_title(f"{_result_name(results[0])}: {count} methods", f"one colour scale per unit ({units})"),
+        **{**_LAYOUT, "margin": dict(l=10, r=10, t=90, b=90)},
+    )
+    return _image_axes(fig, [pixels.shape[:2]] * count)
+
+
+def _method_title(result: SensitivityResult) -> str:
+    """``RISE (pp, approximate)``: the method, its unit and whether the map is approximate."""
+    marks = [support_unit(result)[1]] + (["approximate"] if result.approximate else [])
+    return f"{result.method_label} ({', '.join(marks)})"
+
+
 def _compare_title(result: SensitivityResult) -> str:
     if "top-k" not in supported_views(result.score_kind):
         return _result_name(result)
@@ -583,6 +643,12 @@ def _compare_title(result: SensitivityResult) -> str:
 
 # --------------------------------------------------------------------------- trust: faithfulness, stability, pointing
 
+METHOD_COLOURS: dict[str, tuple[int, int, int]] = {
+    "occlusion": (178, 24, 43),
+    "gradcam": (51, 34, 136),
+    "rise": (17, 119, 51),
+}
+"""Line colour (r, g, b) of each method in plots that show several (Paul Tol's colour-blind safe hues)."""
 MAP_CURVE_COLOUR = (178, 24, 43)
 """Colour (r, g, b) of the map-order deletion/insertion curves (the PNG report draws them too)."""
 RANDOM_CURVE_COLOUR = (120, 120, 120)
@@ -607,6 +673,13 @@ def faithfulness_numbers(result: SensitivityResult) -> dict | None:
     """The :func:`sensmap.faithfulness` numbers kept in the result's metadata, or None."""
     numbers = (result.metadata or {}).get("faithfulness")
     return numbers if isinstance(numbers, dict) and "deletion_auc" in numbers else None
+
+
+def sanity_numbers(result: SensitivityResult) -> dict | None:
+    """The randomisation check's numbers (:meth:`sensmap.SanityCheck.as_dict`) kept in ``metadata["sanity"]``, or
+    None."""
+    numbers = (result.metadata or {}).get("sanity")
+    return numbers if isinstance(numbers, dict) and "spearman" in numbers else None
 
 
 def faithfulness_verdict(numbers: dict) -> str:
@@ -679,6 +752,65 @@ def faithfulness_figure(result: SensitivityResult) -> go.Figure:
         title=_title(f"{_result_name(result)}, faithfulness", caption),
         legend=dict(orientation="h", yanchor="top", y=-0.2, x=0),
         **{**_LAYOUT, "margin": dict(l=10, r=10, t=100, b=10)},
+    )
+    return fig
+
+
+SANITY_READING = (
+    "the map should change (|ρ| falls) as the weights are randomised; |ρ| ≥ {threshold:g} with every layer random "
+    "= not trustworthy (shaded)"
+)
+
+
+def sanity_curve(numbers: dict) -> tuple[list[float], list[float], list[bool]]:
+    """``(x, y, flat)`` of a randomisation check (:meth:`sensmap.SanityCheck.as_dict`): x the share of the weighted
+    layers randomised (0..1, the original map at 0), y the Spearman correlation with the original map (1 at 0),
+    flat True where the randomised map was constant (its ρ set to 0)."""
+    total = max(1, int(numbers["total_layers"]))
+    x = [0.0] + [count / total for count in numbers["randomised"]]
+    return x, [1.0] + [float(v) for v in numbers["spearman"]], [False] + [bool(f) for f in numbers["flat"]]
+
+
+def sanity_figure(results: Sequence[SensitivityResult]) -> go.Figure:
+    """The randomisation checks of several maps: Spearman ρ with the original map against the share of weighted
+    layers randomised (output layer first), one line per method; flat steps (a constant map) marked ✕.
+
+    Reads ``metadata["sanity"]`` of each result (results without it are left out); the shaded bands are
+    ``|ρ| ≥ threshold``, where a map that stays there at full randomisation is flagged not trustworthy.
+    """
+    fig = go.Figure()
+    threshold = 0.5
+    for result in results:
+        numbers = sanity_numbers(result)
+        if numbers is None:
+            continue
+        threshold = float(numbers["threshold"])
+        x, y, flat = sanity_curve(numbers)
+        colour = _rgb(METHOD_COLOURS[result.method])
+        outcome = "passes" if numbers["trustworthy"] else "fails"
+        fig.add_trace(go.Scatter(
+            x=x, y=y, mode="lines+markers", line=dict(color=colour, width=2.5), marker=dict(size=7),
+            name=f"{result.method_label} ({outcome}: ρ {y[-1]:+.2f} at full randomisation)",
+            hovertemplate="%{x:.0%} of the weighted layers random<br>ρ = %{y:+.2f}<extra>" + result.method_label
+            + "</extra>",
+        ))  # fmt: skip
+        marks = [(a, b) for a, b, f in zip(x, y, flat, strict=True) if f]
+        if marks:
+            fig.add_trace(go.Scatter(
+                x=[a for a, _ in marks], y=[b for _, b in marks], mode="markers",
+                marker=dict(symbol="x", size=13, color=colour, line=dict(width=1, color="white")),
+                name=f"{result.method_label}: flat map (output no longer depends on the photo; ρ set to 0)",
+                hovertemplate="flat map: ρ set to 0<extra>" + result.method_label + "</extra>",
+            ))  # fmt: skip
+    for low, high in ((threshold, 1.05), (-1.05, -threshold)):
+        fig.add_hrect(y0=low, y1=high, fillcolor=_rgb(MAP_CURVE_COLOUR, 0.07), line_width=0)
+    fig.update_xaxes(title_text="share of the weighted layers randomised (from the output down)", tickformat=".0%",
+                     range=[-0.03, 1.03])  # fmt: skip
+    fig.update_yaxes(title_text="Spearman ρ with the original map", range=[-1.05, 1.05], zeroline=True)
+    fig.update_layout(
+        title=_title("Randomisation check", SANITY_READING.format(threshold=threshold)),
+        legend=dict(orientation="h", yanchor="top", y=-0.25, x=0),
+        **{**_LAYOUT, "margin": dict(l=10, r=10, t=90, b=10)},
     )
     return fig
 

@@ -102,6 +102,31 @@ def resolve_mode_engine(mode: str, engine: str | None) -> tuple[str, str]:
     return mode, engine or "dense"
 
 
+def unit_for(method: str, score_kind: str) -> tuple[float, str]:
+    """``(factor, unit)`` turning maps of ``method`` with ``score_kind`` into displayed values: ``(100, "pp")`` for
+    probability differences (occlusion, RISE; sigmoid label probabilities), ``(1, "log-odds")``, the other score
+    kinds' (:func:`sensmap.scores.unit`), or ``(1, "relative")`` for Grad-CAM (0..1, 1 = the map's peak).
+    :attr:`SensitivityResult.display_unit` of a result; audits' mean maps use it too."""
+    if validate_method(method) == "gradcam":
+        return 1.0, "relative"
+    return score_unit(score_kind)
+
+
+def unit_words(method: str, score_kind: str) -> str:
+    """The unit of maps of ``method`` with ``score_kind`` in words, for legends and reports
+    (:attr:`SensitivityResult.unit_description`)."""
+    method = validate_method(method)
+    if method == "gradcam":
+        return f"{GRADCAM_UNIT}: 1 = the map's strongest point; not a change of probability"
+    factor, shown = score_unit(score_kind)
+    unit = {"probability": "percentage points of class probability", "log-odds": "log-odds of the class"}.get(
+        score_kind, f"{shown}{' (percentage points)' if factor == 100 else ''}: {describe(score_kind)}"
+    )
+    if method == "rise":
+        return f"{unit}: expected score drop when the area is covered by random masks rather than kept"
+    return f"{unit}: score drop when the area is covered"
+
+
 def support_maps(window_support: np.ndarray, grids: Sequence[WindowGrid]) -> np.ndarray:
     """Per-size maps ``(sizes, H, W)``: per pixel, the mean support of the windows covering it.
 
@@ -228,22 +253,12 @@ class SensitivityResult:
         """``(factor, unit)`` turning the map into displayed values: ``(100, "pp")`` for probability differences
         (occlusion, RISE; sigmoid label probabilities), ``(1, "log-odds")``, the other score kinds'
         (:func:`sensmap.scores.unit`), or ``(1, "relative")`` for Grad-CAM (0..1, 1 = the map's peak)."""
-        if self.method == "gradcam":
-            return 1.0, "relative"
-        return score_unit(self.score_kind)
+        return unit_for(self.method, self.score_kind)
 
     @property
     def unit_description(self) -> str:
         """The map's unit in words, for legends and reports."""
-        if self.method == "gradcam":
-            return f"{GRADCAM_UNIT}: 1 = the map's strongest point; not a change of probability"
-        factor, shown = score_unit(self.score_kind)
-        unit = {"probability": "percentage points of class probability", "log-odds": "log-odds of the class"}.get(
-            self.score_kind, f"{shown}{' (percentage points)' if factor == 100 else ''}: {describe(self.score_kind)}"
-        )
-        if self.method == "rise":
-            return f"{unit}: expected score drop when the area is covered by random masks rather than kept"
-        return f"{unit}: score drop when the area is covered"
+        return unit_words(self.method, self.score_kind)
 
     @property
     def detail_px(self) -> int:

@@ -1,7 +1,7 @@
 """The dashboard in a real browser: Streamlit server + Debian Chromium driven by Playwright.
 
-Upload a photo through the file input, pick two networks, run a map, compare, download the PNG
-report. Screenshots of every step go to ``test-artifacts/browser/NN-step.png`` (gitignored).
+Upload a photo through the file input, pick two networks, run a map, compare, see the three methods side by side,
+download the PNG report. Screenshots of every step go to ``test-artifacts/browser/NN-step.png`` (gitignored).
 """
 
 from __future__ import annotations
@@ -191,6 +191,22 @@ def test_upload_map_compare_and_download_the_report(server: str):
         expect(page.get_by_test_id("stMetric").filter(has_text="IoU")).to_be_visible()
         expect(page.get_by_test_id("stPlotlyChart").locator(".js-plotly-plot .main-svg").first).to_be_visible()
         shot("compare")
+
+        # Methods: occlusion (the Map page's map), Grad-CAM and RISE (fewest masks) side by side, with a verdict.
+        open_page("Methods")
+        masks = page.get_by_test_id("stSlider").filter(has_text="RISE masks").get_by_role("slider")
+        masks.focus()
+        page.keyboard.press("Home")  # the fewest masks offered
+        idle()
+        expect(page.get_by_text(re.compile(r"Cost: [\d,]+ forward passes \(101 for the maps"))).to_be_visible()
+        page.get_by_role("button", name=re.compile("Run methods")).click()
+        figure = page.get_by_test_id("stPlotlyChart").locator(".js-plotly-plot").first
+        for title in ("occlusion (pp)", "Grad-CAM (relative)", "RISE (pp, approximate)"):
+            expect(figure.get_by_text(title, exact=True)).to_be_visible()
+        expect(figure.locator(".heatmaplayer .hm")).to_have_count(3)  # three maps over the photo
+        verdict = re.compile(r"MobileNetV2 follows the (occlusion|Grad-CAM|RISE) map best|No map beats random orders")
+        expect(page.get_by_test_id("stAlert").filter(has_text=verdict)).to_be_visible()
+        shot("methods")
 
         open_page("Report")
         expect(page.get_by_test_id("stImage").first).to_be_visible()

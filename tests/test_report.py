@@ -143,7 +143,10 @@ def test_png_reports_render_for_any_photo_and_results(kind, shape):
     approximate = [line for line in lines if "approximate" in line]
     assert len(approximate) == (2 if kind == "fast" else 0)  # under the heading and in the parameters
     if kind == "fast":
-        assert approximate[0] == "map for 'class 0' (approximate: fast mode, part of the windows predicted)"
+        measured = f"{results[0].passes} of {results[0].window_total} windows measured"
+        note = f"{measured}, the rest predicted from the measured"
+        assert report.map_caption(results[0]) == f"map for 'class 0' (approximate: {note})"
+        assert approximate[0].startswith("map for 'class 0' (approximate: ")  # wrapped to the text column
 
 
 def test_png_report_colour_bars_match_the_results(photo, pair):
@@ -176,7 +179,8 @@ def test_overlay_png_of_tiny_and_odd_photos(shape, pair):
     values = report.map_to_photo(result.support, (height, width), result.fit)
     assert np.array_equal(image[:height], blend_overlay(shown, values, float(np.abs(result.support).max())))
     lines = texts(report._overlay_sheet(pixels, result, 0.6, None).figure())
-    caption = f"MobileNet α0.75 192px: class 0 (70.0%), {result.passes} passes, approximate (fast mode)"
+    caption = f"MobileNet α0.75 192px: class 0 (70.0%), {result.passes} passes"
+    caption += f", approximate ({result.approximation_note})"
     assert " ".join(lines).startswith(caption + " -")  # wrapped to the bar's width, above the bar's labels
 
 

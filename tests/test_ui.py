@@ -17,7 +17,8 @@ from sensmap.result import SensitivityResult
 APP = REPO / "app.py"
 TIMEOUT = 120  # seconds per script run: the first run of a test session imports TensorFlow
 SMALL = "MobileNet α0.25 128px"  # the fastest real network in ../shared/weights
-PAGES = ["pages/home.py", "pages/photos.py", "pages/networks.py", "pages/map.py", "pages/compare.py", "pages/report.py"]
+PAGES = ["pages/home.py", "pages/photos.py", "pages/networks.py", "pages/map.py", "pages/compare.py",
+         "pages/methods.py", "pages/report.py"]  # fmt: skip
 
 
 @pytest.fixture(autouse=True)
@@ -273,8 +274,8 @@ def test_map_compare_and_report_with_real_networks():
     downloads = at.get("download_button")
     assert len(downloads) == 4, "PNG, HTML and one .npz per network"
     assert len(at.image) == 1, "the PNG preview"
-    ((keys, _), png), *_ = at.session_state[ui.K_REPORTS].items()
-    assert keys == tuple(at.session_state[ui.K_RESULTS]) and png.startswith(b"\x89PNG")
+    ((keys, method_keys, _), png), *_ = at.session_state[ui.K_REPORTS].items()
+    assert keys == tuple(at.session_state[ui.K_RESULTS]) and method_keys == () and png.startswith(b"\x89PNG")
     loaded = SensitivityResult.load(at.session_state[ui.K_RESULTS][keys[0]].to_npz_bytes())
     assert {"faithfulness", "pointing", "story", "stability"} <= set(loaded.metadata), "the .npz carries them"
 

@@ -20,7 +20,7 @@ import numpy as np
 from ..errors import ParameterError, SensmapError
 from ..images import box_on_grid
 from ..metrics import pointing
-from ..result import SensitivityResult
+from ..result import SensitivityResult, unit_for, unit_words
 from .failures import _first_line
 from .folder import AUDIT_JSON, ERROR_SUFFIX, INDEX_FILE, MAPS_DIR, MEANS_FILE, _atomic_write, _read_json
 from .inputs import BOX_COLUMNS, _finite
@@ -425,10 +425,21 @@ class ClassMean:
     count: int
     image_ids: tuple[str, ...]
     score_kind: str = "probability"
+    method: str = "occlusion"  # audits map with occlusion (sensmap.sensitivity_map)
 
     @property
     def title(self) -> str:
         return f"{self.value} ({self.count})"
+
+    @property
+    def display_unit(self) -> tuple[float, str]:
+        """``(factor, unit)`` of the mean map, as :attr:`SensitivityResult.display_unit` of the maps averaged."""
+        return unit_for(self.method, self.score_kind)
+
+    @property
+    def unit_description(self) -> str:
+        """The mean map's unit in words (:attr:`SensitivityResult.unit_description`)."""
+        return unit_words(self.method, self.score_kind)
 
 
 def _present(value: Any) -> bool:

@@ -15,7 +15,6 @@ import numpy as np
 
 from .. import __version__
 from ..images import load_image
-from ..scores import unit as score_unit
 from .folder import MEANS_FILE, SUMMARY_HTML, SUMMARY_PNG, _atomic_write, _now
 from .index import (
     SUMMARY_CLASSES,
@@ -46,23 +45,19 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..figures import Sheet
 
 
-def _unit(score_kind: str) -> tuple[float, str]:
-    return score_unit(score_kind)
-
-
 def class_means_figure(means: Sequence[ClassMean], *, limit: float | None = None, columns: int = 6) -> go.Figure:
     """Plotly grid of mean maps (network grid) on one shared symmetric scale (red supports, blue inhibits), in rows
     of ``columns``; maps of several networks (e.g. :func:`paired_class_means`) are titled with their network."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    from ..render import COLOUR_CAPTION, plain, support_heatmap, symmetric_limit
+    from ..render import colour_caption, plain, support_heatmap, symmetric_limit
 
     if not means:
         fig = go.Figure()
         fig.update_layout(title="no mapped images", template="plotly_white")
         return fig
-    factor, unit = _unit(means[0].score_kind)
+    factor, unit = means[0].display_unit
     bound = symmetric_limit(*(m.mean for m in means), limit=limit) * factor
     cols = max(1, min(int(columns), len(means)))
     rows = math.ceil(len(means) / cols)
@@ -82,7 +77,7 @@ def class_means_figure(means: Sequence[ClassMean], *, limit: float | None = None
     by = "predicted class" if means[0].by == "predicted" else "label"
     fig.update_layout(
         title=dict(text=f"{plain(' vs '.join(models))}: mean support map per {by} (network grid)<br>"
-                        f"<sup>{COLOUR_CAPTION}</sup>", x=0.01, xanchor="left"),
+                        f"<sup>{colour_caption(means[0])}</sup>", x=0.01, xanchor="left"),
         template="plotly_white", margin=dict(l=10, r=10, t=90, b=10), height=110 + 190 * rows,
     )  # fmt: skip
     return fig
@@ -240,7 +235,7 @@ def _png_means(sheet: Sheet, y: float, by: str, means: Sequence[ClassMean]) -> f
     from ..render import count_text, symmetric_limit
     from ..result import format_value
 
-    factor, unit = _unit(means[0].score_kind)
+    factor, unit = means[0].display_unit
     limit = symmetric_limit(*(m.mean for m in means))
     width = _PNG_WIDTH - 2 * _PNG_MARGIN
     heading = f"Mean support map per {'predicted class' if by == 'predicted' else 'label'} (network grid; most " \
@@ -280,7 +275,7 @@ def _png_pair(sheet: Sheet, y: float, audit: AuditIndex, pair) -> float:
     y = sheet.paragraph(_PNG_MARGIN, y + 2, pair_text(audit, model_a, model_b, rows), width, 14, MUTED) + 14
     shown = means[: 2 * _PNG_PAIR_CLASSES]
     if shown:
-        factor, unit = _unit(shown[0].score_kind)
+        factor, unit = shown[0].display_unit
         limit = symmetric_limit(*(m.mean for m in shown))
         y = sheet.text(_PNG_MARGIN, y, "Mean support map per predicted class, both networks side by side (one "
                        "colour scale)", 16, TEXT, width)  # fmt: skip

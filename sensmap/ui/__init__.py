@@ -9,6 +9,7 @@ everything they share lives here, one concern per file, and this module hands al
   percentages, wrapped panel titles, text without server paths.
 * :mod:`~sensmap.ui.photo_store` — the session's photos: uploads, sample photos, the active photo.
 * :mod:`~sensmap.ui.networks` — the network catalogue, the chosen networks A and B, the cached loader.
+* :mod:`~sensmap.ui.page_inputs` — the active photo and loaded networks a page needs, or where to get them.
 * :mod:`~sensmap.ui.map_settings` — the Map page's settings and the choices offered.
 * :mod:`~sensmap.ui.score_views` — the scores offered for a network, the class views a map's score supports.
 * :mod:`~sensmap.ui.costs` — forward passes and estimated time of a map and its faithfulness check.
@@ -16,6 +17,8 @@ everything they share lives here, one concern per file, and this module hands al
 * :mod:`~sensmap.ui.pointing` — each photo's pointing-check box and the pointing numbers.
 * :mod:`~sensmap.ui.trust` — a map's story, stability, agreement of two maps, the fast-mode warning.
 * :mod:`~sensmap.ui.runs` — running maps and checks with a progress bar and a Stop button; stopped runs.
+* :mod:`~sensmap.ui.methods` — the Methods page: occlusion, Grad-CAM and RISE side by side, the RISE settings,
+  the shared faithfulness baseline, the verdict and the randomisation check.
 * :mod:`~sensmap.ui.reports` — which maps a report shows, and the session's cached PNG reports.
 * :mod:`~sensmap.ui.audit_view` — the Audit page's views of an audit folder: its name, the run in words,
   tables without server paths, the photo behind a map, the shortcut-suspects gallery.
@@ -40,7 +43,7 @@ from .audit_view import (
     stand_in_photo,
     suspects_gallery,
 )
-from .costs import FAITHFULNESS_RANDOM_ORDERS, FAITHFULNESS_STEPS, Cost, cost_preview, faithfulness_passes
+from .costs import FAITHFULNESS_RANDOM_ORDERS, FAITHFULNESS_STEPS, Cost, cost_preview, faithfulness_passes, passes_cost
 from .map_settings import (
     FILL_CHOICES,
     MODE_CHOICES,
@@ -52,6 +55,24 @@ from .map_settings import (
     label_for,
     set_settings,
     settings,
+)
+from .methods import (
+    GRID_CHOICES,
+    MASK_CHOICES,
+    MethodSettings,
+    RiseChoice,
+    method_results,
+    method_settings,
+    methods_comparison,
+    methods_cost,
+    methods_ready,
+    report_method_keys,
+    rise_choice,
+    run_methods,
+    run_sanity,
+    sanity_cost,
+    sanity_jobs,
+    set_rise_choice,
 )
 from .networks import (
     DEFAULT_NETWORK,
@@ -69,6 +90,7 @@ from .networks import (
     network_choice,
     set_network_choice,
 )
+from .page_inputs import page_inputs
 from .photo_store import (
     PHOTO_TYPES,
     SAMPLE_PHOTOS,
@@ -114,6 +136,7 @@ from .runs import (
     faithfulness_button,
     run_faithfulness_with_progress,
     run_map_with_progress,
+    run_sanity_with_progress,
     show_stopped_run,
     stop_button,
 )
@@ -128,6 +151,7 @@ from .session import (
     K_PHOTOS,
     K_REPORTS,
     K_RESULTS,
+    K_RISE,
     K_RUNNING,
     K_SETTINGS,
     K_TARGETS,
@@ -155,6 +179,7 @@ __all__ = [
     "FAITHFULNESS_RANDOM_ORDERS",
     "FAITHFULNESS_STEPS",
     "FILL_CHOICES",
+    "GRID_CHOICES",
     "INDEX_COLUMNS",
     "K_ACTIVE",
     "K_BOXES",
@@ -165,12 +190,14 @@ __all__ = [
     "K_PHOTOS",
     "K_REPORTS",
     "K_RESULTS",
+    "K_RISE",
     "K_RUNNING",
     "K_SETTINGS",
     "K_TARGETS",
     "K_TOP",
     "K_UPLOADER",
     "K_UPLOAD_MESSAGES",
+    "MASK_CHOICES",
     "MAX_REPORTS",
     "MAX_RESULTS",
     "MISSING",
@@ -188,9 +215,11 @@ __all__ = [
     "CatalogueEntry",
     "Cost",
     "MapSettings",
+    "MethodSettings",
     "NetworkChoice",
     "PhotoEntry",
     "ResultKey",
+    "RiseChoice",
     "active_photo",
     "add_photo_bytes",
     "add_sample_photo",
@@ -216,28 +245,43 @@ __all__ = [
     "last_key",
     "load_network",
     "load_on_open",
+    "method_results",
+    "method_settings",
+    "methods_comparison",
+    "methods_cost",
+    "methods_ready",
     "models_dir_from_env",
     "network_choice",
+    "passes_cost",
+    "page_inputs",
     "percent",
     "photos",
     "plain",
     "pointing_box",
     "remove_photo",
     "report_keys",
+    "report_method_keys",
     "report_png_cached",
     "result_key",
     "result_to_show",
     "results",
+    "rise_choice",
     "run_faithfulness_with_progress",
     "run_lines",
     "run_map_with_progress",
+    "run_methods",
+    "run_sanity",
+    "run_sanity_with_progress",
     "same_box",
     "same_class",
     "sample_licence",
     "sample_names",
+    "sanity_cost",
+    "sanity_jobs",
     "set_active_photo",
     "set_network_choice",
     "set_pointing_box",
+    "set_rise_choice",
     "set_settings",
     "set_target",
     "settings",

@@ -1,4 +1,4 @@
-"""What pressing Run map costs: forward passes of the map and of its faithfulness check, and the time.
+"""What pressing Run costs: forward passes of the maps and of their checks, and the time.
 
 The time comes from one batch of the network timed once per network (cached for all sessions).
 """
@@ -57,8 +57,9 @@ class Cost:
 
 def cost_preview(choice: NetworkChoice, network: Network, settings: MapSettings) -> Cost:
     """Forward passes and estimated seconds of a map plus its faithfulness check (probe timed once per network)."""
-    from ..engine import plan_passes
+    return passes_cost(choice, settings.passes(network), faithfulness_passes())
 
-    passes = plan_passes(network, settings.sizes, settings.stride, settings.mode)
-    check = faithfulness_passes()
-    return Cost(passes, check, (passes + check) * _seconds_per_pass(choice))
+
+def passes_cost(choice: NetworkChoice, map_passes: int, check_passes: int) -> Cost:
+    """:class:`Cost` of so many map and check passes on this network (seconds from the per-pass probe)."""
+    return Cost(map_passes, check_passes, (map_passes + check_passes) * _seconds_per_pass(choice))

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import streamlit as st
 
 from ..windows import DEFAULT_SIZES, DEFAULT_STRIDE
 from .session import K_SETTINGS, state
+
+if TYPE_CHECKING:
+    from ..models import Network
+    from ..result import SensitivityResult
 
 SIZE_CHOICES: dict[str, float] = {f"1/{n}": 1 / n for n in (2, 3, 4, 6, 8, 12, 16)}
 STRIDE_CHOICES: dict[str, float] = {"1 (side by side)": 1.0, "3/4": 0.75, "1/2": 0.5, "1/3": 1 / 3, "1/4": 0.25}
@@ -36,7 +41,14 @@ MODE_CHOICES: dict[str, str] = {
 
 @dataclass(frozen=True)
 class MapSettings:
-    """The Map page's settings; :meth:`kwargs` feeds :func:`sensmap.sensitivity_map`."""
+    """The Map page's settings; :meth:`kwargs` feeds :func:`sensmap.sensitivity_map`.
+
+    Like the Methods page's settings (:class:`sensmap.ui.methods.MethodSettings`) it names its ``method``, its
+    cache ``key``, its ``options`` for :func:`sensmap.methods.explain`, its ``passes`` and how to ``compute`` it, so
+    :mod:`sensmap.ui.runs` runs either.
+    """
+
+    method = "occlusion"
 
     sizes: tuple[float, ...] = DEFAULT_SIZES
     stride: float = DEFAULT_STRIDE
@@ -51,11 +63,25 @@ class MapSettings:
         text = self.colour.lstrip("#")
         return tuple(float(int(text[i : i + 2], 16)) for i in (0, 2, 4))  # type: ignore[return-value]
 
+    def options(self) -> dict[str, Any]:
+        """The occlusion settings by :func:`sensmap.sensitivity_map`'s keyword names (no target)."""
+        return dict(sizes=self.sizes, stride=self.stride, fill=self.fill_value(), score=self.score, mode=self.mode)
+
     def kwargs(self, target: int | None = None) -> dict[str, Any]:
-        return dict(
-            sizes=self.sizes, stride=self.stride, fill=self.fill_value(), score=self.score, target=target,
-            mode=self.mode,
-        )  # fmt: skip
+        return {**self.options(), "target": target}
+
+    def passes(self, network: Network) -> int:
+        """Forward passes of the map (:func:`sensmap.plan_passes`)."""
+        from ..engine import plan_passes
+
+        return plan_passes(network, self.sizes, self.stride, self.mode)
+
+    def compute(self, network: Network, image: Any, target: int, progress: Callable[[int, int], None],
+                cancel: Callable[[], bool] | None) -> SensitivityResult:  # fmt: skip
+        """The occlusion map (:func:`sensmap.sensitivity_map`, looked up when called)."""
+        from ..engine import sensitivity_map
+
+        return sensitivity_map(network, image, **self.kwargs(target), progress=progress, cancel=cancel)
 
     @property
     def key(self) -> tuple:

@@ -40,16 +40,22 @@ def report_keys(photo: PhotoEntry, choice_a: NetworkChoice, choice_b: NetworkCho
     return [key_a, candidates[-1]] if candidates else [key_a]
 
 
-def report_png_cached(photo: PhotoEntry, keys: Sequence[ResultKey]) -> bytes:
-    """The PNG report of these results (kept for the session: the preview and the download share it)."""
+def report_png_cached(photo: PhotoEntry, keys: Sequence[ResultKey], method_keys: Sequence[ResultKey] = ()) -> bytes:
+    """The PNG report of these results, with the Methods page's maps side by side when ``method_keys`` are given
+    (see :func:`sensmap.ui.methods.report_method_keys`); kept for the session: the preview and the download share
+    it."""
     from ..report import report_png
 
     for key in keys:  # maps with other fills may have finished since: the stability numbers include them
         stability_numbers(key, results()[key])
     store = state(K_REPORTS, dict)
-    cache_key = (tuple(keys), tuple(_trust_fingerprint(results()[k]) for k in keys))
+    shown = [results()[k] for k in (*keys, *method_keys)]
+    cache_key = (tuple(keys), tuple(method_keys), tuple(_trust_fingerprint(r) for r in shown))
     if cache_key not in store:
-        store[cache_key] = report_png(photo.image, [results()[k] for k in keys], photo_credit=photo.credit)
+        methods = [results()[k] for k in method_keys] or None
+        store[cache_key] = report_png(
+            photo.image, [results()[k] for k in keys], photo_credit=photo.credit, methods=methods
+        )
         while len(store) > MAX_REPORTS:
             del store[next(iter(store))]
     return store[cache_key]
@@ -59,4 +65,6 @@ def _trust_fingerprint(result: SensitivityResult) -> tuple:
     """What of a result's trust numbers can change after it is made (a report shows the current ones)."""
     meta = result.metadata
     box = (meta.get("pointing") or {}).get("box_photo")
-    return (tuple(box) if box else None, (meta.get("stability") or {}).get("score"), "faithfulness" in meta)
+    block = (meta.get("faithfulness") or {}).get("block")
+    return (tuple(box) if box else None, (meta.get("stability") or {}).get("score"), "faithfulness" in meta, block,
+            "sanity" in meta)  # fmt: skip

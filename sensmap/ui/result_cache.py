@@ -1,4 +1,7 @@
-"""The session's finished maps (keyed by photo, network, settings and class) and the classes they explain."""
+"""The session's finished maps (keyed by photo, network, method, settings and class) and the classes they explain.
+
+Occlusion maps (the Map page's) and the Methods page's Grad-CAM and RISE maps share one cache; only occlusion maps
+become a photo and network's "last finished map" (the Map page shows it, with views that need windows)."""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ if TYPE_CHECKING:
     from ..models import Network
     from ..result import SensitivityResult
     from .map_settings import MapSettings
+    from .methods import MethodSettings
     from .networks import NetworkChoice
     from .photo_store import PhotoEntry
 
@@ -22,12 +26,13 @@ MAX_RESULTS = 24
 
 @dataclass(frozen=True)
 class ResultKey:
-    """What a map depends on: photo, network, settings and target class."""
+    """What a map depends on: photo, network, settings, target class and method (its settings' ``key``)."""
 
     photo: str
     network: str
     settings: tuple
     target: int
+    method: str = "occlusion"
 
 
 def top_classes(choice: NetworkChoice, network: Network, photo: PhotoEntry) -> list[tuple[int, str, float]]:
@@ -68,8 +73,8 @@ def same_class(network: Network, name: str, fallback: int) -> int:
         return fallback
 
 
-def result_key(choice: NetworkChoice, photo: PhotoEntry, value: MapSettings, target: int) -> ResultKey:
-    return ResultKey(photo.sha256, choice.key, value.key, int(target))
+def result_key(choice: NetworkChoice, photo: PhotoEntry, value: MapSettings | MethodSettings, target: int) -> ResultKey:
+    return ResultKey(photo.sha256, choice.key, value.key, int(target), value.method)
 
 
 def results() -> dict[ResultKey, SensitivityResult]:
@@ -82,7 +87,8 @@ def store_result(key: ResultKey, result: SensitivityResult) -> None:
     store[key] = result
     while len(store) > MAX_RESULTS:
         del store[next(iter(store))]
-    state(K_LAST, dict)[(key.photo, key.network)] = key
+    if key.method == "occlusion":
+        state(K_LAST, dict)[(key.photo, key.network)] = key
 
 
 def result_to_show(key: ResultKey) -> tuple[SensitivityResult | None, bool]:

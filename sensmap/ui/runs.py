@@ -1,4 +1,4 @@
-"""Running maps and faithfulness checks with a progress bar and a Stop button; stopped runs.
+"""Running maps, faithfulness checks and randomisation checks with a progress bar and a Stop button; stopped runs.
 
 Stopping: any click (Stop, a changed setting, another page) makes Streamlit (``runner.fastReruns``,
 the default) ask the running script to stop and start the next run at once in a new thread. The old
@@ -8,18 +8,23 @@ last batch was running) — and its batch, ``tf.data`` iterator and partial outp
 (:func:`sensmap.engine.predict_batches`).
 
 Every finished map also gets ``faithfulness`` (:func:`sensmap.faithfulness`, run through the same
-progress bar) in its ``metadata``, beside the numbers of :mod:`sensmap.ui.trust`.
+progress bar) in its ``metadata``, beside the numbers of :mod:`sensmap.ui.trust`. Maps are described by
+their settings: the Map page's :class:`~sensmap.ui.map_settings.MapSettings` (occlusion) or the Methods page's
+:class:`~sensmap.ui.methods.MethodSettings` (Grad-CAM, RISE); both name their ``method``, cache ``key``,
+``options``, ``passes`` and how to ``compute`` the map. The randomisation check
+(:func:`sensmap.randomisation_check`) keeps its numbers in the map's ``metadata["sanity"]``.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import streamlit as st
 
 from ..errors import CancelledError, SensmapError
+from ..result import METHOD_LABELS
 from .costs import FAITHFULNESS_RANDOM_ORDERS, FAITHFULNESS_STEPS, faithfulness_passes
 from .result_cache import result_key, results, store_result
 from .session import K_RUNNING
@@ -30,6 +35,7 @@ if TYPE_CHECKING:
     from ..models import Network
     from ..result import SensitivityResult
     from .map_settings import MapSettings
+    from .methods import MethodSettings
     from .networks import NetworkChoice
     from .photo_store import PhotoEntry
 
@@ -38,13 +44,15 @@ def run_map_with_progress(
     choice: NetworkChoice,
     network: Network,
     photo: PhotoEntry,
-    value: MapSettings,
+    value: MapSettings | MethodSettings,
     target: int,
     *,
     cancel: Callable[[], bool] | None = None,
+    block: int | None = None,
 ) -> SensitivityResult | None:
     """Compute (or fetch) one map and its faithfulness check with a progress bar; None when the map
-    failed or was stopped.
+    failed or was stopped. ``value``: the map's method and settings; ``block``: the side of the random patches of
+    the faithfulness check (default: the map's ``detail_px``; the Methods page gives all maps the same).
 
     The progress callback updates the bar, and every Streamlit call is a point where a pending
     stop (the Stop button, or any other click; see the module notes) interrupts the script;
@@ -55,24 +63,23 @@ def run_map_with_progress(
     numbers, see :func:`describe_result`) before the faithfulness check runs, so stopping the check
     keeps the map; failures leave earlier results as they are.
     """
-    from ..engine import sensitivity_map
-
     key = result_key(choice, photo, value, target)
     if key in results():
         return results()[key]
-    from ..engine import plan_passes
-
-    map_passes = plan_passes(network, value.sizes, value.stride, value.mode)
-    run = _RunProgress(f"{choice.label} on {photo.name}", map_passes + faithfulness_passes(), "map")
+    map_passes = value.passes(network)
+    run = _RunProgress(_run_label(choice, photo, value.method), map_passes + faithfulness_passes(), "map")
     result = None
     with _reporting(run):
-        result = sensitivity_map(
-            network, photo.image, **value.kwargs(target), progress=run.phase("map", 0), cancel=cancel
-        )
+        result = value.compute(network, photo.image, target, progress=run.phase("map", 0), cancel=cancel)
         store_result(key, result)
         describe_result(key, result)
-        _check_faithfulness(network, photo, result, run.phase("faithfulness check", map_passes), cancel)
+        _check_faithfulness(network, photo, result, run.phase("faithfulness check", map_passes), cancel, block)
     return result
+
+
+def _run_label(choice: NetworkChoice, photo: PhotoEntry, method: str) -> str:
+    """``MobileNetV2 on cat.jpg``, with the method when it is not occlusion: ``… (RISE)``."""
+    return f"{choice.label} on {photo.name}" + ("" if method == "occlusion" else f" ({METHOD_LABELS[method]})")
 
 
 def run_faithfulness_with_progress(
@@ -82,13 +89,45 @@ def run_faithfulness_with_progress(
     result: SensitivityResult,
     *,
     cancel: Callable[[], bool] | None = None,
+    block: int | None = None,
 ) -> dict | None:
-    """The faithfulness check of a finished map (when its automatic run was stopped), with a progress bar."""
-    run = _RunProgress(f"{choice.label} on {photo.name}", faithfulness_passes(), "faithfulness check")
+    """The faithfulness check of a finished map (when its automatic run was stopped, or against random patches of
+    side ``block``), with a progress bar; None when it failed or was stopped."""
+    label = _run_label(choice, photo, result.method)
+    run = _RunProgress(label, faithfulness_passes(), "faithfulness check")
     numbers = None
     with _reporting(run):
-        numbers = _check_faithfulness(network, photo, result, run.phase("faithfulness check", 0), cancel)
+        numbers = _check_faithfulness(network, photo, result, run.phase("faithfulness check", 0), cancel, block)
     return numbers
+
+
+def run_sanity_with_progress(
+    choice: NetworkChoice,
+    network: Network,
+    photo: PhotoEntry,
+    jobs: Sequence[tuple[MapSettings | MethodSettings, SensitivityResult]],
+    steps: int,
+    *,
+    cancel: Callable[[], bool] | None = None,
+) -> bool:
+    """The randomisation check (:func:`sensmap.randomisation_check`, ``steps`` cumulative steps) of each finished
+    map ``(settings, result)``, one progress bar over all of them; each check's numbers go into its map's
+    ``metadata["sanity"]`` as soon as it finishes. False when a check failed or was stopped (finished ones stay)."""
+    from ..methods import randomisation_check, randomisation_passes
+
+    counts = [randomisation_passes(network, value.method, steps, original=True, **value.options()) for value, _ in jobs]
+    run = _RunProgress(f"{choice.label} on {photo.name}", sum(counts), "randomisation check")
+    finished = False
+    with _reporting(run):
+        offset = 0
+        for (value, result), passes in zip(jobs, counts, strict=True):
+            phase = run.phase(f"randomisation check of the {result.method_label} map", offset)
+            check = randomisation_check(network, photo.image, method=value.method, steps=steps, original=result,
+                                        progress=phase, cancel=cancel, **value.options())  # fmt: skip
+            result.metadata["sanity"] = check.as_dict()
+            offset += passes
+        finished = True
+    return finished
 
 
 def faithfulness_button(
@@ -173,6 +212,7 @@ def _check_faithfulness(
     result: SensitivityResult,
     progress: Callable[[int, int], None] | None,
     cancel: Callable[[], bool] | None,
+    block: int | None = None,
 ) -> dict:
     from ..engine import faithfulness
 
@@ -184,6 +224,7 @@ def _check_faithfulness(
         random_orders=FAITHFULNESS_RANDOM_ORDERS,
         progress=progress,
         cancel=cancel,
+        block=block,
     )
 
 
@@ -195,7 +236,12 @@ def _stopped_text(running: dict) -> str:
             f"Stopped: the map of {running['label']} was interrupted {where}. "
             "Earlier maps are kept; press Run to start again."
         )
+    if phase == "faithfulness check":
+        return (
+            f"Stopped: the {phase} of {running['label']} was interrupted {where}. "
+            "The map is kept; run the check from its Faithfulness tab (or Run on the Methods page)."
+        )
     return (
         f"Stopped: the {phase} of {running['label']} was interrupted {where}. "
-        "The map is kept; run the check from its Faithfulness tab."
+        "The maps and the checks that finished are kept; press its button to run the rest."
     )

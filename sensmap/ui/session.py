@@ -12,8 +12,10 @@ of :mod:`sensmap.ui.costs`).
 * ``sensmap.settings``: the :class:`MapSettings` of the Map page (shared with Compare and Report);
   ``sensmap.targets``: ``{(sha256, network key): class index}`` chosen on the Map page;
   ``sensmap.top_classes``: ``{(sha256, network key): top-5 classes}``.
-* ``sensmap.results``: ``{ResultKey: SensitivityResult}`` (most recent :data:`MAX_RESULTS`);
-  ``sensmap.last``: ``{(sha256, network key): ResultKey}`` of the last finished map.
+* ``sensmap.results``: ``{ResultKey: SensitivityResult}`` (most recent :data:`MAX_RESULTS`; occlusion maps and
+  the Methods page's Grad-CAM and RISE maps); ``sensmap.last``: ``{(sha256, network key): ResultKey}`` of the last
+  finished occlusion map. A map's randomisation check is kept in its ``metadata["sanity"]``.
+* ``sensmap.rise``: the Methods page's :class:`RiseChoice` (RISE masks, grid and seed).
 * ``sensmap.running``: set while a map runs, removed when it ends; still set on the next run
   means the run was interrupted (Stop, or any other click) — see :func:`show_stopped_run`.
 * ``sensmap.boxes``: ``{sha256: (y0, x0, y1, x1)}`` the pointing-check box of each photo, in
@@ -43,6 +45,7 @@ K_RUNNING = "sensmap.running"
 K_REPORTS = "sensmap.reports"
 K_BOXES = "sensmap.boxes"
 K_BOX_INPUTS = "sensmap.box_inputs"
+K_RISE = "sensmap.rise"
 
 
 def state(key: str, default: Callable[[], Any]) -> Any:

@@ -4,26 +4,30 @@ without server paths."""
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import streamlit as st
 
-from ..render import COLOUR_CAPTION
-from ..scores import describe, unit
+from .. import render
 
-COLOUR_KEY = f"Colours: {COLOUR_CAPTION}. Values in percentage points (pp) of class probability."
+if TYPE_CHECKING:
+    from ..result import SensitivityResult
+
+COLOUR_KEY = f"Colours: {render.COLOUR_CAPTION}. Values in percentage points (pp) of class probability."
+"""The colour key of occlusion maps in probability, the dashboard's default (shown on the Home page)."""
 
 
 DIFFERENCE_KEY = "Difference panel: red where A relies on the area more than B, blue where B relies on it more."
 
 
-def colour_key(score_kind: str = "probability") -> str:
-    """The legend under a map: which colour supports, which inhibits, and the unit."""
-    if score_kind == "probability":
-        return COLOUR_KEY + " +10 pp: covering the area lowers the probability by 10 points."
-    factor, shown = unit(score_kind)
-    points = " (percentage points)" if factor == 100 else ""
-    return f"Colours: {COLOUR_CAPTION}. Values in {shown}{points}: differences of the {describe(score_kind)}."
+def colour_key(result: SensitivityResult) -> str:
+    """The legend under a map: which colour supports, which inhibits, and the unit, from the result's method and
+    unit (:func:`sensmap.render.colour_key`; an audit's mean map works too), with an example in pp."""
+    example = {"occlusion": "", "rise": " on average over the masks"}.get(result.method)
+    pp = result.display_unit[1] == "pp" and example is not None
+    return f"Colours: {render.colour_key(result)}" + (
+        f" +10 pp: covering the area lowers the probability by 10 points{example}." if pp else ""
+    )
 
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+!|~$:])")

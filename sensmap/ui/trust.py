@@ -1,9 +1,9 @@
 """What tells how far a map can be trusted, beside its faithfulness check (see :mod:`sensmap.ui.runs`).
 
 Every finished map gets, in its ``metadata`` (so the ``.npz`` and the reports carry them): ``story``
-(:func:`sensmap.tell_story`), ``stability`` (:func:`sensmap.metrics.stability` across cover sizes, and
-fills when maps with other fills are cached) and, when the photo has a box, ``pointing``. Two maps get
-their agreement; a fast-mode map its approximation warning.
+(:func:`sensmap.tell_story`), for occlusion maps ``stability`` (:func:`sensmap.metrics.stability` across cover
+sizes, and fills when maps with other fills are cached) and, when the photo has a box, ``pointing``. Two maps get
+their agreement; an approximate map (fast mode, RISE) its approximation warning.
 """
 
 from __future__ import annotations
@@ -24,9 +24,11 @@ if TYPE_CHECKING:
 
 
 def describe_result(key: ResultKey, result: SensitivityResult) -> None:
-    """Add the story, the stability and (when the photo has a box) the pointing numbers to the metadata."""
+    """Add the story, the stability (occlusion maps: it is the spread across cover sizes) and (when the photo has a
+    box) the pointing numbers to the metadata."""
     story_text(result)
-    stability_numbers(key, result)
+    if result.windowed:
+        stability_numbers(key, result)
     apply_pointing(result, st.session_state.get(K_BOXES, {}).get(key.photo))
 
 
@@ -50,6 +52,7 @@ def stability_numbers(key: ResultKey, result: SensitivityResult) -> tuple[np.nda
         other
         for other_key, other in results().items()
         if other_key != key
+        and other_key.method == key.method
         and (other_key.photo, other_key.network, other_key.target) == (key.photo, key.network, key.target)
         and (other_key.settings[0], other_key.settings[1], other_key.settings[3])
         == (key.settings[0], key.settings[1], key.settings[3])
@@ -79,7 +82,7 @@ def agreement_numbers(photo: PhotoEntry, result_a: SensitivityResult, result_b: 
 
 
 def approximate_note(result: SensitivityResult) -> str:
-    """The warning shown over a fast-mode map: what was measured and what was predicted."""
-    from ..report import mode_text
-
-    return f"Approximate map ({mode_text(result)}). Run it in exact or incremental mode before relying on details."
+    """The warning shown over an approximate map: how it is approximate
+    (:attr:`~sensmap.SensitivityResult.approximation_note`: fast mode's measured windows, RISE's masks)."""
+    advice = " Run it in exact or incremental mode before relying on details." if result.windowed else ""
+    return f"Approximate {result.method_label} map: {result.approximation_note}.{advice}"

@@ -33,7 +33,7 @@ _LAZY = {
     "sensitivity_map": "engine",
     "plan_passes": "engine",
     "prepare_incremental": "engine",
-    "faithfulness": "engine",
+    "faithfulness": "faithful",
     "tell_story": "story",
     "agreement": "metrics",
     "stability": "metrics",

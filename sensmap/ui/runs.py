@@ -214,7 +214,7 @@ def _check_faithfulness(
     cancel: Callable[[], bool] | None,
     block: int | None = None,
 ) -> dict:
-    from ..engine import faithfulness
+    from ..faithful import faithfulness
 
     return faithfulness(
         network,

@@ -239,19 +239,28 @@ class _WindowRunner:
         """Probabilities ``(len(local), classes)`` of the windows ``local`` (indices into grid ``level``)."""
         boxes = self.grids[level].boxes[local]
         function = self._function(level)
-        progress = _offset_progress(self.progress, self.done, self.total)
-        if function is None:
-            outputs = run_occlusions(
-                self.network, self.pixels, self.canvas, boxes, batch_size=self.batch_size,
-                progress=progress, cancel=self.cancel,
-            )  # fmt: skip
-        else:
-            plan = self._model.cover_plan((self.grids[level].window_y, self.grids[level].window_x))
-            starts = tf.data.Dataset.from_tensor_slices(plan.start_array(boxes)).batch(self.batch_size)
-            outputs = predict_batches(
-                self.network, _pipeline(starts), len(boxes), progress=progress, cancel=self.cancel,
-                predict=lambda batch: function(batch, self._state),
-            )  # fmt: skip
+        ran = [0]  # passes of this call so far, for a stop's message in the whole map's numbers
+
+        def progress(done: int, total: int) -> None:
+            ran[0] = done
+            if self.progress is not None:
+                self.progress(self.done + done, self.total)
+
+        try:
+            if function is None:
+                outputs = run_occlusions(
+                    self.network, self.pixels, self.canvas, boxes, batch_size=self.batch_size,
+                    progress=progress, cancel=self.cancel,
+                )  # fmt: skip
+            else:
+                plan = self._model.cover_plan((self.grids[level].window_y, self.grids[level].window_x))
+                starts = tf.data.Dataset.from_tensor_slices(plan.start_array(boxes)).batch(self.batch_size)
+                outputs = predict_batches(
+                    self.network, _pipeline(starts), len(boxes), progress=progress, cancel=self.cancel,
+                    predict=lambda batch: function(batch, self._state),
+                )  # fmt: skip
+        except CancelledError:
+            raise CancelledError(f"cancelled after {self.done + ran[0]} of {self.total} forward passes") from None
         self.done += len(boxes)
         if level in self.records:
             self.records[level]["windows"] += len(boxes)
@@ -524,7 +533,8 @@ def sensitivity_map(
             if _finished_sizes(measured, offsets) is None:  # a fast round left sizes partly measured
                 stage = ("round", measured.copy())
     except CancelledError as exc:
-        exc.partial = None if stage is None else result(stage, partial=True)
+        exc.partial = None if stage is None else result(stage, partial=True)  # copies of the finished rows
+        outputs = measured = None  # noqa: F841 - the kept exception's frame must not hold the whole map's outputs
         raise
     final = result(stage, partial=False)
     if on_partial is not None:

@@ -31,6 +31,7 @@ _LAZY = {
     "classify": "engine",
     "sensitivity_map": "engine",
     "plan_passes": "engine",
+    "prepare_incremental": "engine",
     "faithfulness": "engine",
     "tell_story": "story",
     "agreement": "metrics",

@@ -25,7 +25,14 @@ from .fills import DEFAULT_FILL, Fill, fill_canvas, fill_label, normalize_fill
 from .images import LoadedImage, fit_image, load_image
 from .metrics import curve_auc, faithfulness_passes, random_rank, step_counts, support_rank
 from .models import Network, load_model, tf
-from .result import SensitivityResult, class_scores, validate_mode, validate_score_kind
+from .result import (
+    SensitivityResult,
+    class_scores,
+    engine_used,
+    resolve_mode_engine,
+    validate_mode,
+    validate_score_kind,
+)
 from .windows import DEFAULT_SIZES, DEFAULT_STRIDE, cheaper_stride_for_budget, count_passes, window_grids
 
 #: Largest map (forward passes) computed unless the caller raises it; ``SENSMAP_MAX_PASSES`` overrides.
@@ -93,6 +100,26 @@ def plan_passes(
         grids = window_grids(*model.input_size, sizes, stride)
         return FastPlan(grids, speedup=default_speedup(grids)).budget
     return count_passes(*model.input_size, sizes, stride)
+
+
+def prepare_incremental(model: Network | Any, sizes: Sequence[float] = DEFAULT_SIZES, *, wait: bool = False) -> Any:
+    """Trace the incremental engine's functions for these cover sizes (fractions of the image side) in a
+    background thread, once per process and network; returns a :class:`sensmap.incremental.WarmUp`
+    (``.ready``, ``.wait(timeout)``, ``.status()``, ``.seconds``). ``wait=True`` blocks until it is ready.
+
+    Functions do not depend on the stride, fill, photo, batch size or mode (exact or fast), only on each
+    cover's size in pixels, so a warm-up for the sizes a user may pick serves every later map. While it
+    runs, ``engine="auto"`` maps compute the covers not yet traced densely (and say so); ``engine=
+    "incremental"`` maps wait for them. Cover sizes where the network gains nothing are not traced.
+    """
+    from .incremental import WarmUp
+
+    network = _as_network(model)
+    covers = [(grid.window_y, grid.window_x) for grid in window_grids(*network.input_size, sizes, DEFAULT_STRIDE)]
+    warm_up = WarmUp(network, covers).start()
+    if wait:
+        warm_up.wait()
+    return warm_up
 
 
 def _pipeline(dataset: tf.data.Dataset) -> tf.data.Dataset:
@@ -199,153 +226,150 @@ def run_occlusions(
     return predict_batches(network, batches, len(boxes), progress=progress, cancel=cancel)
 
 
-def run_incremental(
-    network: Network,
-    pixels: np.ndarray,
-    canvas: np.ndarray,
-    boxes: np.ndarray,
-    *,
-    batch_size: int,
-    progress: ProgressCallback | None = None,
-    cancel: CancelToken | Callable[[], bool] | None = None,
-) -> tuple[np.ndarray, list[dict[str, Any]]]:
-    """Same probabilities as :func:`run_occlusions`, computing only what each cover changes.
+class _WindowRunner:
+    """Computes the outputs of any windows of one map with the chosen engine, one cover size at a time.
 
-    Covers are grouped by size; each group runs incrementally (see :mod:`sensmap.incremental`)
-    when that saves arithmetic, else densely. Returns the outputs and one record per group
-    (cover size in pixels, windows, estimated arithmetic speed-up, how it ran and why).
+    ``engine``: ``"dense"`` runs every covered image through the whole network; ``"incremental"`` and
+    ``"auto"`` compute a cover size incrementally (see :mod:`sensmap.incremental`) where that saves
+    arithmetic, else densely, with the reason in :attr:`records`. ``"incremental"`` traces a cover size's
+    function when needed and waits for another thread tracing it; ``"auto"`` never waits for another
+    thread's tracing (a warm-up in progress): those covers run densely for this map.
     """
-    from . import incremental
 
-    try:
-        engine = incremental.incremental_model(network)
-        state = engine.prepare(pixels, canvas)
-    except SensmapError:
-        raise
-    except Exception as exc:  # a graph the analysis does not understand: exact numbers the dense way
-        engine, state, failure = None, None, f"incremental analysis failed ({type(exc).__name__}: {exc})"
-    outputs = np.empty((len(boxes), network.num_classes), dtype=np.float32)
-    groups: list[dict[str, Any]] = []
-    done = 0
+    def __init__(
+        self,
+        network: Network,
+        pixels: np.ndarray,
+        canvas: np.ndarray,
+        grids: Sequence[Any],
+        engine: str,
+        *,
+        batch_size: int,
+        total: int,
+        progress: ProgressCallback | None,
+        cancel: CancelToken | Callable[[], bool] | None,
+    ) -> None:
+        self.network, self.pixels, self.canvas, self.grids, self.engine = network, pixels, canvas, grids, engine
+        self.batch_size, self.total, self.progress, self.cancel = batch_size, total, progress, cancel
+        self.done = 0  # forward passes run so far
+        self.records: dict[int, dict[str, Any]] = {}  # grid index → how its covers ran (not for the dense engine)
+        self._functions: dict[int, Callable | None] = {}
+        self._model: Any = None
+        self._state: Any = None
+        self._failure = ""
 
-    for indices in incremental.group_by_size(boxes):
-        group_boxes = boxes[indices]
-        record: dict[str, Any] = {
-            "cover_px": [int(v) for v in group_boxes[0, 2:] - group_boxes[0, :2]],
-            "windows": len(indices),
-        }
-        function = None
-        if engine is not None:
-            plan = engine.plan(group_boxes)
-            gain = engine.estimated_speedup(plan)
-            record["estimated_speedup"] = round(gain, 3)
-            if engine.input_id in plan.dense or gain < incremental.MIN_USEFUL_SPEEDUP:
-                failure = engine.dense_reason() or "the covers are too large to save work"
-            else:
-                function, failure = _traced(engine, plan, state)
+    def run(self, level: int, local: np.ndarray) -> np.ndarray:
+        """Probabilities ``(len(local), classes)`` of the windows ``local`` (indices into grid ``level``)."""
+        boxes = self.grids[level].boxes[local]
+        function = self._function(level)
+        progress = _offset_progress(self.progress, self.done, self.total)
         if function is None:
-            record["ran"], record["why"] = "dense", failure
-            group_outputs = run_occlusions(
-                network, pixels, canvas, group_boxes, batch_size=batch_size,
-                progress=_offset_progress(progress, done, len(boxes)), cancel=cancel,
+            outputs = run_occlusions(
+                self.network, self.pixels, self.canvas, boxes, batch_size=self.batch_size,
+                progress=progress, cancel=self.cancel,
             )  # fmt: skip
         else:
-            record["ran"] = "incremental"
-            starts = tf.data.Dataset.from_tensor_slices(plan.start_array()).batch(batch_size)
-            group_outputs = predict_batches(
-                network,
-                _pipeline(starts),
-                len(indices),
-                progress=_offset_progress(progress, done, len(boxes)),
-                cancel=cancel,
-                predict=lambda batch, function=function: function(batch, state),
-            )
-        outputs[indices] = group_outputs
-        done += len(indices)
-        groups.append(record)
-    return outputs, groups
+            plan = self._model.cover_plan((self.grids[level].window_y, self.grids[level].window_x))
+            starts = tf.data.Dataset.from_tensor_slices(plan.start_array(boxes)).batch(self.batch_size)
+            outputs = predict_batches(
+                self.network, _pipeline(starts), len(boxes), progress=progress, cancel=self.cancel,
+                predict=lambda batch: function(batch, self._state),
+            )  # fmt: skip
+        self.done += len(boxes)
+        if level in self.records:
+            self.records[level]["windows"] += len(boxes)
+        return outputs
+
+    def _function(self, level: int) -> Callable | None:
+        """The cover size's incremental function, or None to run it densely (decided once per map)."""
+        if self.engine == "dense":
+            return None
+        if level not in self._functions:
+            grid = self.grids[level]
+            cover = (grid.window_y, grid.window_x)
+            record: dict[str, Any] = {"cover_px": [int(v) for v in cover], "windows": 0}
+            function, why = None, self._analysed(lambda: self._model is not None)
+            if not why:
+                plan = self._model.cover_plan(cover)
+                record["estimated_speedup"] = round(self._model.estimated_speedup(plan), 3)
+                why = self._model.dense_why(plan) or self._analysed(lambda: self._state is not None)
+                if not why:
+                    function, why = self._model.function(cover, self._state, wait=self.engine == "incremental")
+            record["ran"], record["why"] = ("dense", why) if function is None else ("incremental", "")
+            self._functions[level], self.records[level] = function, record
+        return self._functions[level]
+
+    def _analysed(self, done: Callable[[], bool]) -> str:
+        """Build what is missing: the network's incremental model, then this photo's clean activations
+        (once ``done()`` says the first is there); why the covers must run densely ('' if they need not)."""
+        from . import incremental
+
+        if not done() and not self._failure:
+            try:
+                if self._model is None:
+                    self._model = incremental.incremental_model(self.network, wait=self.engine == "incremental")
+                    if self._model is None:
+                        return "the network's incremental analysis is still running (warm-up): dense for now"
+                else:
+                    self._state = self._model.prepare(self.pixels, self.canvas)
+            except SensmapError:
+                raise
+            except Exception as exc:  # a graph the analysis does not understand: exact numbers the dense way
+                self._failure = f"incremental analysis failed ({type(exc).__name__}: {exc})"
+        return self._failure
+
+    def metadata(self, requested: str) -> dict[str, Any]:
+        """``engine`` (used: dense, incremental or mixed), ``engine_requested`` and, unless dense was
+        requested, ``incremental_groups`` (one record per cover size run so far) and ``engine_reason``."""
+        if requested == "dense":
+            return {"engine": "dense", "engine_requested": "dense"}
+        groups = list(self.records.values())
+        reasons = list(dict.fromkeys(group["why"] for group in groups if group["why"]))
+        return {
+            "engine": engine_used([group["ran"] for group in groups]),
+            "engine_requested": requested,
+            "engine_reason": "; ".join(reasons),
+            "incremental_groups": [dict(group) for group in groups],
+        }
 
 
-def _traced(engine: Any, plan: Any, state: dict) -> tuple[Callable | None, str]:
-    """The plan's compiled incremental function, traced now; ``(None, why)`` if tracing fails."""
-    function = engine.function_for(plan)
-    try:
-        function.get_concrete_function(tf.TensorSpec([None, len(plan.columns), 2], tf.int32), state)
-    except SensmapError:
-        raise
-    except Exception as exc:
-        return None, f"incremental tracing failed ({type(exc).__name__}: {str(exc)[:200]})"
-    return function, ""
+def _coarse_to_fine(grids: Sequence[Any], indices: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    """``indices`` (into the concatenated windows) split per grid: ``(grid, local indices)``, largest covers first."""
+    offsets = np.cumsum([0] + [grid.count for grid in grids])
+    order = sorted(range(len(grids)), key=lambda i: -grids[i].window_y * grids[i].window_x)
+    parts = []
+    for level in order:
+        inside = indices[(indices >= offsets[level]) & (indices < offsets[level + 1])]
+        if inside.size:
+            parts.append((level, inside - offsets[level]))
+    return parts
 
 
-def run_fast(
-    network: Network,
-    pixels: np.ndarray,
-    canvas: np.ndarray,
-    grids: Sequence[Any],
-    reference: np.ndarray,
-    target: int,
-    score_kind: str,
-    *,
-    batch_size: int,
-    speedup: float | None = None,
-    progress: ProgressCallback | None = None,
-    cancel: CancelToken | Callable[[], bool] | None = None,
-) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """Fast-mode outputs: measure the windows :class:`sensmap.fast.FastPlan` asks for, predict the rest.
+class _EveryWindow:
+    """The exact schedule: every window, in one go (the interface of :class:`sensmap.fast.FastPlan`)."""
 
-    Returns ``(outputs (windows, classes), measured (windows,) bool, metadata)``. Measured rows are
-    real probabilities; the others are ``reference − predicted support`` per class (predictions can
-    leave 0..1 slightly, and are chosen for the target class: other classes are less accurate).
-    ``speedup`` (exact passes over fast passes) defaults to :func:`sensmap.fast.default_speedup`.
-    """
-    from .fast import FastPlan, default_speedup
+    def __init__(self, total: int) -> None:
+        self.budget = total
+        self._given = False
 
-    speedup = default_speedup(grids) if speedup is None else float(speedup)
-    plan = FastPlan(grids, speedup=speedup)
-    boxes = np.concatenate([grid.boxes for grid in grids])
-    outputs = np.full((len(boxes), network.num_classes), np.nan, dtype=np.float32)
-    reference_score = class_scores(reference, target, score_kind)
-    done = 0
-    while (indices := plan.next_windows()) is not None:
-        batch_outputs = run_occlusions(
-            network, pixels, canvas, boxes[indices], batch_size=batch_size,
-            progress=_offset_progress(progress, done, plan.budget), cancel=cancel,
-        )  # fmt: skip
-        outputs[indices] = batch_outputs
-        plan.record(indices, reference_score - class_scores(batch_outputs, target, score_kind))
-        done += len(indices)
+    def next_windows(self) -> np.ndarray | None:
+        if self._given:
+            return None
+        self._given = True
+        return np.arange(self.budget)
+
+    def record(self, indices: np.ndarray, scores: np.ndarray) -> None:
+        pass
+
+
+def fast_outputs(plan: Any, reference: np.ndarray, outputs: np.ndarray) -> np.ndarray:
+    """Every window's outputs of a fast plan: measured rows as they are, the others ``reference − predicted
+    support`` per class (predictions can leave 0..1 slightly, and are chosen for the target class)."""
     measured = plan.measured
-    if not measured.all():
-        support = plan.fill(reference[None, :].astype(np.float64) - outputs.astype(np.float64))
-        outputs = np.where(measured[:, None], outputs, reference[None, :] - support).astype(np.float32)
-    sizes_measured = [float(measured[o : o + g.count].mean()) for o, g in zip(_offsets(grids), grids, strict=True)]
-    metadata = {
-        "speedup_target": speedup,
-        "measured_fraction": float(measured.mean()),
-        "measured_fraction_per_size": sizes_measured,
-        "refined_fraction": min(sizes_measured),
-    }
-    return outputs, measured, metadata
-
-
-def _offset_progress(progress: ProgressCallback | None, offset: int, total: int) -> ProgressCallback | None:
-    """A progress callback for one part of a run: ``progress(offset + done, total)``."""
-    if progress is None:
-        return None
-    return lambda done, _part_total: progress(offset + done, total)
-
-
-def _offsets(grids: Sequence[Any]) -> list[int]:
-    return [int(v) for v in np.cumsum([0] + [grid.count for grid in grids])[:-1]]
-
-
-def _cancelled(cancel: CancelToken | Callable[[], bool] | None) -> bool:
-    if cancel is None:
-        return False
-    if hasattr(cancel, "is_set"):
-        return bool(cancel.is_set())
-    return bool(cancel())
+    if measured.all():
+        return outputs
+    support = plan.fill(reference[None, :].astype(np.float64) - outputs.astype(np.float64))
+    return np.where(measured[:, None], outputs, reference[None, :] - support).astype(np.float32)
 
 
 def sensitivity_map(
@@ -363,6 +387,8 @@ def sensitivity_map(
     fit: str = "squash",
     max_passes: int | None = None,
     mode: str = "exact",
+    engine: str | None = None,
+    on_partial: Callable[[SensitivityResult], Any] | None = None,
 ) -> SensitivityResult:
     """Occlusion sensitivity map of ``image`` for one class of ``model``.
 
@@ -371,31 +397,44 @@ def sensitivity_map(
     before preprocessing); ``target`` a class index or name (default: the top-1 class);
     ``score`` ``"probability"`` or ``"log-odds"``. Support > 0: covering the area lowers the
     score. ``progress(done, total)`` is called after each batch; ``cancel`` (an Event-like
-    object or a callable) stops the run with :class:`CancelledError`. ``max_passes`` (default
+    object or a callable) stops the run with :class:`CancelledError`, whose ``partial`` holds the
+    last partial result (below; None if no cover size had finished). ``max_passes`` (default
     ``SENSMAP_MAX_PASSES`` or 20 000) refuses runaway settings before any work.
 
-    ``mode``: ``"exact"`` (every cover, dense forward passes); ``"incremental"`` (same numbers,
-    recomputing only the part of each activation a cover can change — see
-    :mod:`sensmap.incremental`; the first map per network and settings traces its functions);
-    ``"fast"`` (approximate, 3× fewer passes — 2× when the finest cover is under 12 px: every
-    window of the coarser sizes, the finest size only where it matters, the rest predicted — see
+    Two independent choices. ``mode``, which windows are measured: ``"exact"`` (every one) or
+    ``"fast"`` (approximate, 3× fewer passes — 2× when the finest cover is under 12 px: every window
+    of the coarser sizes, the finest size only where it matters, the rest predicted — see
     :mod:`sensmap.fast`; ``result.approximate`` and ``metadata["approximate"]`` are true).
+    ``engine``, how each measured window is computed: ``"dense"`` (default: the covered image
+    through the whole network), ``"incremental"`` (same numbers, recomputing only the part of each
+    activation a cover can change — see :mod:`sensmap.incremental`; a cover size whose function is
+    not traced yet is traced first, seconds, once per process) or ``"auto"`` (incremental where the
+    network gains and the function is traced or can be traced now, dense where it cannot gain or
+    while a warm-up (:func:`prepare_incremental`) is still tracing it). Cover sizes that run densely
+    under ``incremental``/``auto`` say why in ``metadata["incremental_groups"]``; ``metadata["engine"]``
+    holds the engine used (dense, incremental or mixed), ``metadata["engine_requested"]`` the one
+    asked for. ``mode="incremental"`` is ``mode="exact", engine="incremental"``.
+
+    ``on_partial(result)`` is called with a valid :class:`SensitivityResult` after each cover size
+    (largest covers first), holding the sizes finished so far, and in fast mode after each adaptive
+    round (every size, predicted where not measured yet); these are marked ``result.partial``. Its
+    last call gets the returned result itself (not partial).
     """
     started = time.perf_counter()
-    mode = validate_mode(mode)
+    mode, engine = resolve_mode_engine(mode, engine)
     network = _as_network(model)
     photo = _as_image(image)
     score_kind = validate_score_kind(score)
     fill_value = normalize_fill(fill)
     height, width = network.input_size
     grids = window_grids(height, width, sizes, stride)
-    boxes = np.concatenate([grid.boxes for grid in grids])
+    total = sum(grid.count for grid in grids)
     budget = max_passes_from_env() if max_passes is None else int(max_passes)
-    if (len(boxes) if mode != "fast" else plan_passes(network, sizes, stride, mode)) > budget:
+    if (total if mode == "exact" else plan_passes(network, sizes, stride, mode)) > budget:
         cheaper = cheaper_stride_for_budget(height, width, sizes, stride, budget)
         advice = f" stride {cheaper:g} fits" if cheaper else " drop the smallest cover size"
         raise BudgetError(
-            f"these settings need {len(boxes):,} forward passes, more than the budget of {budget:,}; "
+            f"these settings need {total:,} forward passes, more than the budget of {budget:,}; "
             f"use larger cover sizes or a larger stride ({advice})"
         )
     if batch_size is None:
@@ -409,59 +448,137 @@ def sensitivity_map(
     prepared = time.perf_counter()
     reference = network.predict(pixels)[0]
     target_index = int(np.argmax(reference)) if target is None else network.class_index(target)
-    mode_metadata: dict[str, Any] = {}
-    measured = None
+    reference_score = class_scores(reference, target_index, score_kind)
     if mode == "fast":
-        outputs, measured, fast_metadata = run_fast(
-            network, pixels, canvas, grids, reference, target_index, score_kind,
-            batch_size=batch_size, progress=progress, cancel=cancel,
-        )  # fmt: skip
-        mode_metadata["fast"] = fast_metadata
-        mode_metadata["refined_fraction"] = fast_metadata["refined_fraction"]
-    elif mode == "incremental":
-        outputs, groups = run_incremental(
-            network, pixels, canvas, boxes, batch_size=batch_size, progress=progress, cancel=cancel
-        )
-        mode_metadata["incremental_groups"] = groups
+        from .fast import FastPlan, default_speedup
+
+        schedule: Any = FastPlan(grids, speedup=default_speedup(grids))
     else:
-        outputs = run_occlusions(
-            network, pixels, canvas, boxes, batch_size=batch_size, progress=progress, cancel=cancel
-        )
-    finished = time.perf_counter()
-    return SensitivityResult(
-        model_name=network.name,
-        labels=network.labels,
-        input_size=network.input_size,
-        photo_size=(photo.height, photo.width),
-        fit=fit,
-        sizes=tuple(grid.size for grid in grids),
-        stride=float(stride),
-        fill=fill_label(fill_value),
-        score_kind=score_kind,
-        target=target_index,
-        reference_probabilities=reference,
-        outputs=outputs,
-        measured=measured,
-        metadata={
+        schedule = _EveryWindow(total)
+    runner = _WindowRunner(
+        network, pixels, canvas, grids, engine, batch_size=batch_size, total=schedule.budget,
+        progress=progress, cancel=cancel,
+    )  # fmt: skip
+    offsets = np.cumsum([0] + [grid.count for grid in grids])
+    outputs = np.full((total, network.num_classes), np.nan, dtype=np.float32)
+    measured = np.zeros(total, dtype=bool)
+
+    def result(stage: tuple[str, Any], partial: bool) -> SensitivityResult:
+        """The map of a finished stage: ``("sizes", finished grids)`` or ``("round", measured mask)``."""
+        kind, value = stage
+        finished = time.perf_counter()
+        if kind == "sizes":
+            rows = np.concatenate([np.arange(offsets[i], offsets[i + 1]) for i in value])
+            stage_grids, stage_outputs, stage_measured = [grids[i] for i in value], outputs[rows], None
+        else:
+            stage_grids, stage_outputs, stage_measured = grids, fast_outputs(schedule, reference, outputs), value
+        metadata: dict[str, Any] = {
             "mode": mode,
-            "approximate": measured is not None and not measured.all(),
-            **mode_metadata,
-            "softmax_applied": network.softmax_applied,
-            "preprocess": network.preprocess_name,
-            "weights": network.weights,
-            "model_source": network.source,
-            "photo": {"source": photo.source, "sha256": photo.sha256, "notes": list(photo.notes)},
-            "batch_size": batch_size,
-            "timings_s": {
-                "prepare": prepared - started,
-                "forward": finished - prepared,
-                "total": finished - started,
+            "approximate": stage_measured is not None and not stage_measured.all(),
+            **runner.metadata(engine),
+        }
+        if mode == "fast":
+            mask = np.ones(len(stage_outputs), bool) if stage_measured is None else stage_measured
+            metadata["fast"] = _fast_metadata(schedule.speedup, stage_grids, mask)
+            metadata["refined_fraction"] = metadata["fast"]["refined_fraction"]
+        if partial:
+            metadata["partial"] = True
+        passes = len(stage_outputs) if stage_measured is None else int(stage_measured.sum())
+        return SensitivityResult(
+            model_name=network.name,
+            labels=network.labels,
+            input_size=network.input_size,
+            photo_size=(photo.height, photo.width),
+            fit=fit,
+            sizes=tuple(grid.size for grid in stage_grids),
+            stride=float(stride),
+            fill=fill_label(fill_value),
+            score_kind=score_kind,
+            target=target_index,
+            reference_probabilities=reference,
+            outputs=stage_outputs,
+            measured=stage_measured,
+            metadata={
+                **metadata,
+                "softmax_applied": network.softmax_applied,
+                "preprocess": network.preprocess_name,
+                "weights": network.weights,
+                "model_source": network.source,
+                "photo": {"source": photo.source, "sha256": photo.sha256, "notes": list(photo.notes)},
+                "batch_size": batch_size,
+                "timings_s": {
+                    "prepare": prepared - started,
+                    "forward": finished - prepared,
+                    "total": finished - started,
+                },
+                "passes_per_s": passes / max(finished - prepared, 1e-9),
+                "versions": versions(),
+                "device": "GPU" if tf.config.list_logical_devices("GPU") else "CPU",
             },
-            "passes_per_s": (len(boxes) if measured is None else int(measured.sum())) / max(finished - prepared, 1e-9),
-            "versions": versions(),
-            "device": "GPU" if tf.config.list_logical_devices("GPU") else "CPU",
-        },
-    )
+        )
+
+    stage: tuple[str, Any] | None = None  # the last finished stage
+    shown = stage  # the last stage handed to on_partial
+    try:
+        while (indices := schedule.next_windows()) is not None:
+            for level, local in _coarse_to_fine(grids, indices):
+                if on_partial is not None and stage is not shown:
+                    on_partial(result(stage, partial=True))  # only now: a stage followed by none is the result
+                    shown = stage
+                outputs[offsets[level] + local] = runner.run(level, local)
+                measured[offsets[level] + local] = True
+                finished = _finished_sizes(measured, offsets)
+                if finished is not None:
+                    stage = ("sizes", finished)
+            schedule.record(indices, reference_score - class_scores(outputs[indices], target_index, score_kind))
+            if _finished_sizes(measured, offsets) is None:  # a fast round left sizes partly measured
+                stage = ("round", measured.copy())
+    except CancelledError as exc:
+        exc.partial = None if stage is None else result(stage, partial=True)
+        raise
+    final = result(stage, partial=False)
+    if on_partial is not None:
+        on_partial(final)
+    return final
+
+
+def _finished_sizes(measured: np.ndarray, offsets: np.ndarray) -> list[int] | None:
+    """The grids whose windows are all measured, when every other grid is untouched; else None."""
+    finished = []
+    for i in range(len(offsets) - 1):
+        part = measured[offsets[i] : offsets[i + 1]]
+        if part.all():
+            finished.append(i)
+        elif part.any():
+            return None
+    return finished
+
+
+def _fast_metadata(speedup: float, grids: Sequence[Any], measured: np.ndarray) -> dict[str, Any]:
+    """Fast mode's numbers: pass ratio asked for, and the share of windows measured, overall and per size."""
+    offsets = np.cumsum([0] + [grid.count for grid in grids])
+    per_size = [float(measured[offsets[i] : offsets[i + 1]].mean()) for i in range(len(grids))]
+    return {
+        "speedup_target": speedup,
+        "measured_fraction": float(measured.mean()),
+        "measured_fraction_per_size": per_size,
+        "refined_fraction": min(per_size),
+    }
+
+
+def _offset_progress(progress: ProgressCallback | None, offset: int, total: int) -> ProgressCallback | None:
+    """A progress callback for one part of a run: ``progress(offset + done, total)``."""
+    if progress is None:
+        return None
+    return lambda done, _part_total: progress(offset + done, total)
+
+
+def _cancelled(cancel: CancelToken | Callable[[], bool] | None) -> bool:
+    if cancel is None:
+        return False
+    if hasattr(cancel, "is_set"):
+        return bool(cancel.is_set())
+    return bool(cancel())
 
 
 def faithfulness(

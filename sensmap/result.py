@@ -25,9 +25,13 @@ LOG_ODDS_EPSILON = 1e-7
 FORMAT_VERSION = 1
 
 
-#: Engine modes (sensmap.engine.sensitivity_map): exact; incremental (same numbers, less arithmetic);
-#: fast (approximate, fewer passes).
+#: Which windows a map measures (sensmap.engine.sensitivity_map): exact (all of them) or fast (an adaptive
+#: subset, the rest predicted: approximate). "incremental" is accepted as exact measured by the incremental engine.
 MODES: tuple[str, ...] = ("exact", "incremental", "fast")
+#: How each measured window is computed: dense (the whole network per covered image), incremental (only what the
+#: cover changes, same numbers) or auto (incremental where the network gains and its functions are ready, else
+#: dense, with the reason recorded).
+ENGINES: tuple[str, ...] = ("dense", "incremental", "auto")
 
 
 def validate_mode(mode: str) -> str:
@@ -36,6 +40,32 @@ def validate_mode(mode: str) -> str:
     if value not in MODES:
         raise ParameterError(f"unknown mode {mode!r}: choose one of {', '.join(MODES)}")
     return value
+
+
+def validate_engine(engine: str) -> str:
+    """``engine`` lower-cased if it is one of :data:`ENGINES`, else a :class:`ParameterError`."""
+    value = str(engine).strip().lower()
+    if value not in ENGINES:
+        raise ParameterError(f"unknown engine {engine!r}: choose one of {', '.join(ENGINES)}")
+    return value
+
+
+def resolve_mode_engine(mode: str, engine: str | None) -> tuple[str, str]:
+    """The two choices ``(mode, engine)``: mode ``exact``/``fast``, engine ``dense``/``incremental``/``auto``.
+
+    ``engine=None`` means dense; ``mode="incremental"`` means exact measured by the incremental engine (and
+    refuses another engine).
+    """
+    mode = validate_mode(mode)
+    engine = None if engine is None else validate_engine(engine)
+    if mode == "incremental":
+        if engine not in (None, "incremental"):
+            raise ParameterError(
+                f"mode 'incremental' is the exact mode with the incremental engine, not with engine {engine!r}: "
+                f"use mode='exact', engine={engine!r}"
+            )
+        return "exact", "incremental"
+    return mode, engine or "dense"
 
 
 def validate_score_kind(kind: str) -> str:
@@ -161,6 +191,39 @@ class SensitivityResult:
     def approximate(self) -> bool:
         """True when some windows were predicted rather than measured (fast mode)."""
         return self.measured is not None
+
+    # ------------------------------------------------------------------ how it was made
+    @property
+    def mode(self) -> str:
+        """Which windows were measured: ``"exact"`` (all) or ``"fast"`` (an adaptive subset).
+
+        Files written before engines were a separate choice say ``"incremental"``: an exact map.
+        """
+        mode = str((self.metadata or {}).get("mode", "fast" if self.approximate else "exact"))
+        return "exact" if mode == "incremental" else mode
+
+    @property
+    def engine(self) -> str:
+        """The engine that computed the measured windows: ``"dense"``, ``"incremental"`` or ``"mixed"``
+        (some cover sizes each way; ``metadata["incremental_groups"]`` says which and why)."""
+        meta = self.metadata or {}
+        if "engine" in meta:
+            return str(meta["engine"])
+        if meta.get("mode") != "incremental":  # older files: only incremental mode could differ from dense
+            return "dense"
+        return engine_used([group.get("ran", "dense") for group in meta.get("incremental_groups", [])])
+
+    @property
+    def engine_requested(self) -> str:
+        """The engine asked for: ``"dense"``, ``"incremental"`` or ``"auto"``."""
+        meta = self.metadata or {}
+        return str(meta.get("engine_requested", "incremental" if meta.get("mode") == "incremental" else "dense"))
+
+    @property
+    def partial(self) -> bool:
+        """True for a map handed out before its run finished (``sensitivity_map(on_partial=…)``, or a stopped
+        run's ``CancelledError.partial``): it holds only the cover sizes (or fast-mode rounds) finished so far."""
+        return bool((self.metadata or {}).get("partial", False))
 
     # ------------------------------------------------------------------ scores
     @property
@@ -293,6 +356,12 @@ class SensitivityResult:
                 return result
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise SensmapError(f"cannot read sensmap result: {exc}") from None
+
+
+def engine_used(ran: Sequence[str]) -> str:
+    """One word for the engines the cover sizes ran with: ``dense``, ``incremental`` or ``mixed``."""
+    kinds = set(ran) or {"dense"}
+    return kinds.pop() if len(kinds) == 1 else "mixed"
 
 
 def json_default(value: Any) -> Any:

@@ -107,7 +107,8 @@ def test_zoo_model_matches_dense(size, fill, monkeypatch):
     exact, fast = _both(network, image, sizes=(0.5, 0.25, 0.1), stride=0.5, fill=fill, batch_size=16)
     assert np.abs(fast.outputs - exact.outputs).max() <= TOLERANCE
     assert np.abs(fast.support - exact.support).max() <= TOLERANCE
-    assert fast.metadata["mode"] == "incremental"
+    assert fast.mode == "exact" and fast.metadata["mode"] == "exact" and fast.engine_requested == "incremental"
+    assert fast.engine in ("incremental", "mixed")
     assert any(group["ran"] == "incremental" for group in fast.metadata["incremental_groups"])
 
 
@@ -181,17 +182,42 @@ def test_sequential_model_and_batch_size_invariance():
         assert np.abs(fast.outputs - exact.outputs).max() <= TOLERANCE
 
 
-def test_random_cnn_on_shared_photo_and_function_reuse():
+def _count_traces(monkeypatch) -> list[tuple[int, int]]:
+    """The cover sizes traced from now on (``IncrementalModel._trace`` spied on), in order."""
+    traced: list[tuple[int, int]] = []
+    trace = IncrementalModel._trace  # noqa: SLF001
+
+    def spy(self, entry, plan, state):
+        traced.append(tuple(int(v) for v in plan.sizes[self.input_id]))
+        return trace(self, entry, plan, state)
+
+    monkeypatch.setattr(IncrementalModel, "_trace", spy)
+    return traced
+
+
+def test_traced_functions_are_reused_across_photos_strides_fills_batch_sizes_and_modes(monkeypatch):
+    """One trace per cover size in pixels: other photos, strides, fills, batch sizes and fast mode reuse it."""
+    monkeypatch.setattr(incremental, "MIN_USEFUL_SPEEDUP", 0.0)
+    traced = _count_traces(monkeypatch)
     network = sensmap.load_model(build_random_cnn(48, 64, classes=5, seed=4), preprocess="unit")
     exact, fast = _both(network, shared_photo("pets.jpg"), sizes=(0.25, 0.125), stride=0.5)
     assert np.abs(fast.outputs - exact.outputs).max() <= TOLERANCE
-    traced = dict(network._incremental._functions)  # noqa: SLF001
-    again = sensmap.sensitivity_map(
-        network, shared_photo("owl.jpg"), sizes=(0.25, 0.125), stride=0.5, mode="incremental"
-    )
-    assert network._incremental._functions == traced  # noqa: SLF001 - same settings: no new tracing
-    owl = sensmap.sensitivity_map(network, shared_photo("owl.jpg"), sizes=(0.25, 0.125), stride=0.5)
-    assert np.abs(again.outputs - owl.outputs).max() <= TOLERANCE
+    assert sorted(traced) == [(6, 8), (12, 16)]
+    for options in (
+        dict(stride=0.3, fill="blur", batch_size=5),
+        dict(stride=1.0, fill=(255, 0, 0), batch_size=64, mode="fast"),
+        dict(stride=0.25, fill="mean", score="log-odds", mode="fast"),
+    ):
+        mode = options.pop("mode", "exact")
+        dense = sensmap.sensitivity_map(network, shared_photo("owl.jpg"), sizes=(0.25, 0.125), **options)
+        again = sensmap.sensitivity_map(
+            network, shared_photo("owl.jpg"), sizes=(0.25, 0.125), mode=mode, engine="incremental", **options
+        )
+        assert sorted(traced) == [(6, 8), (12, 16)], options  # nothing traced again
+        assert [group["ran"] for group in again.metadata["incremental_groups"]] == ["incremental"] * 2
+        measured = np.ones(again.window_total, bool) if again.measured is None else again.measured
+        assert (mode == "fast") == again.approximate
+        assert np.abs(again.outputs[measured] - dense.outputs[measured]).max() <= TOLERANCE, options
 
 
 def test_global_pooling_inside_blocks_falls_back_to_dense_and_says_why():

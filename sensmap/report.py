@@ -69,16 +69,22 @@ CURVE_PLOT_SIZE = (IMAGE_BOX[0], 210)
 
 
 def mode_text(result: SensitivityResult) -> str:
-    """How the map was computed, in words: exact, incremental (exact) or fast (approximate, how much measured)."""
-    mode = str((result.metadata or {}).get("mode", "exact"))
+    """How the map was computed, in words: which windows (exact, or fast: how much measured), the engine that
+    computed them (and the one asked for when it differs), and whether the map is partial."""
     if result.approximate:
-        return (
-            f"{mode} — approximate: {result.passes:,} of {result.window_total:,} windows measured, "
+        text = (
+            f"fast — approximate: {result.passes:,} of {result.window_total:,} windows measured, "
             "the rest predicted from the measured ones"
         )
-    if mode == "incremental":
-        return "incremental — exact (only the changed part of each activation recomputed)"
-    return "exact"
+    else:
+        text = "exact"
+    engine, requested = result.engine, result.engine_requested
+    text += f"; {engine} engine" + (f" ({requested} asked)" if requested != engine else "")
+    if engine != "dense":
+        text += " — only the changed part of each activation recomputed, same numbers"
+    if result.partial:
+        text += "; PARTIAL: only the cover sizes finished before the run stopped"
+    return text
 
 
 def parameter_rows(result: SensitivityResult) -> list[tuple[str, str]]:
@@ -94,7 +100,7 @@ def parameter_rows(result: SensitivityResult) -> list[tuple[str, str]]:
         ("fill", result.fill),
         ("score", result.score_kind),
         ("photo fitted by", f"{result.fit} to {result.input_size[1]}×{result.input_size[0]} px"),
-        ("engine mode", mode_text(result)),
+        ("windows and engine", mode_text(result)),
         ("forward passes", f"{result.passes:,} (+1 reference)"),
         ("time", f"{float(total):.2f} s" if isinstance(total, (int, float)) else "not recorded"),
         ("device", str(meta.get("device", "not recorded"))),

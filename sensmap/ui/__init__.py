@@ -10,22 +10,35 @@ everything they share lives here, one concern per file, and this module hands al
 * :mod:`~sensmap.ui.photo_store` — the session's photos: uploads, sample photos, the active photo.
 * :mod:`~sensmap.ui.networks` — the network catalogue, the chosen networks A and B, the cached loader.
 * :mod:`~sensmap.ui.map_settings` — the Map page's settings and the choices offered.
-* :mod:`~sensmap.ui.costs` — forward passes and estimated time of a map and its faithfulness check.
-* :mod:`~sensmap.ui.result_cache` — the session's finished maps and the classes they explain.
+* :mod:`~sensmap.ui.costs` — forward passes and estimated time of a map (per engine) and its faithfulness check.
+* :mod:`~sensmap.ui.result_cache` — the session's finished and partial maps and the classes they explain.
+* :mod:`~sensmap.ui.progressive` — maps drawn while they refine, and how a partial map is marked.
 * :mod:`~sensmap.ui.pointing` — each photo's pointing-check box and the pointing numbers.
 * :mod:`~sensmap.ui.trust` — a map's story, stability, agreement of two maps, the fast-mode warning.
-* :mod:`~sensmap.ui.runs` — running maps and checks with a progress bar and a Stop button; stopped runs.
+* :mod:`~sensmap.ui.runs` — running maps (drawn as they refine) and their queued faithfulness checks with a
+  progress bar and a Stop button; stopped runs.
 * :mod:`~sensmap.ui.reports` — which maps a report shows, and the session's cached PNG reports.
 
 Nothing is shared between browser sessions except the ``st.cache_resource`` values of
-:mod:`~sensmap.ui.networks` (loaded networks) and :mod:`~sensmap.ui.costs` (seconds per pass). Tests
+:mod:`~sensmap.ui.networks` (loaded networks, each warming up its incremental engine) and
+:mod:`~sensmap.ui.costs` (seconds per pass, probed and measured). Tests
 that replace a function replace it in the module that defines it (see the list above).
 """
 
 from __future__ import annotations
 
-from .costs import FAITHFULNESS_RANDOM_ORDERS, FAITHFULNESS_STEPS, Cost, cost_preview, faithfulness_passes
+from .costs import (
+    FAITHFULNESS_RANDOM_ORDERS,
+    FAITHFULNESS_STEPS,
+    Cost,
+    PassTimings,
+    cost_preview,
+    cost_text,
+    faithfulness_passes,
+)
 from .map_settings import (
+    DASHBOARD_SIZES,
+    ENGINE_CHOICES,
     FILL_CHOICES,
     MODE_CHOICES,
     SCORE_CHOICES,
@@ -42,6 +55,7 @@ from .networks import (
     OWN_GROUP,
     READY_GROUP,
     STATUS_TEXT,
+    WARM_UP_SIZES,
     CatalogueEntry,
     NetworkChoice,
     catalogue,
@@ -79,11 +93,15 @@ from .pointing import (
     same_box,
     set_pointing_box,
 )
+from .progressive import covers_done, draw_partial, partial_note, refining_caption, show_partial_maps
 from .reports import MAX_REPORTS, report_keys, report_png_cached
 from .result_cache import (
+    MAX_PARTIAL,
     MAX_RESULTS,
     ResultKey,
+    keep_partial,
     last_key,
+    partial_result,
     result_key,
     result_to_show,
     results,
@@ -95,9 +113,12 @@ from .result_cache import (
     top_classes,
 )
 from .runs import (
+    check_pending,
     faithfulness_button,
+    queue_check,
     run_faithfulness_with_progress,
     run_map_with_progress,
+    run_pending_checks,
     show_stopped_run,
     stop_button,
 )
@@ -105,9 +126,11 @@ from .session import (
     K_ACTIVE,
     K_BOX_INPUTS,
     K_BOXES,
+    K_CHECKS,
     K_LAST,
     K_LOADED,
     K_NETWORK,
+    K_PARTIAL,
     K_PHOTOS,
     K_REPORTS,
     K_RESULTS,
@@ -124,15 +147,20 @@ from .trust import agreement_numbers, approximate_note, describe_result, stabili
 __all__ = [
     "BOX_EDGES",
     "COLOUR_KEY",
+    "DASHBOARD_SIZES",
+    "DEFAULT_NETWORK",
+    "ENGINE_CHOICES",
     "FAITHFULNESS_RANDOM_ORDERS",
     "FAITHFULNESS_STEPS",
     "FILL_CHOICES",
     "K_ACTIVE",
     "K_BOXES",
     "K_BOX_INPUTS",
+    "K_CHECKS",
     "K_LAST",
     "K_LOADED",
     "K_NETWORK",
+    "K_PARTIAL",
     "K_PHOTOS",
     "K_REPORTS",
     "K_RESULTS",
@@ -142,12 +170,12 @@ __all__ = [
     "K_TOP",
     "K_UPLOADER",
     "K_UPLOAD_MESSAGES",
+    "MAX_PARTIAL",
     "MAX_REPORTS",
     "MAX_RESULTS",
     "MODE_CHOICES",
     "OWN_GROUP",
     "PHOTO_TYPES",
-    "DEFAULT_NETWORK",
     "READY_GROUP",
     "SAMPLE_PHOTOS",
     "SCORE_CHOICES",
@@ -155,10 +183,12 @@ __all__ = [
     "STATUS_TEXT",
     "STRIDE_CHOICES",
     "THUMBNAIL_SIDE",
+    "WARM_UP_SIZES",
     "CatalogueEntry",
     "Cost",
     "MapSettings",
     "NetworkChoice",
+    "PassTimings",
     "PhotoEntry",
     "ResultKey",
     "active_photo",
@@ -171,24 +201,33 @@ __all__ = [
     "box_from_selection",
     "box_inputs",
     "catalogue",
+    "check_pending",
     "choice_labels",
     "colour_key",
     "cost_preview",
+    "cost_text",
+    "covers_done",
     "describe_result",
     "describe_settings",
+    "draw_partial",
     "faithfulness_button",
     "faithfulness_passes",
     "is_loaded",
+    "keep_partial",
     "label_for",
     "last_key",
     "load_network",
     "load_on_open",
     "models_dir_from_env",
     "network_choice",
+    "partial_note",
+    "partial_result",
     "percent",
     "photos",
     "plain",
     "pointing_box",
+    "queue_check",
+    "refining_caption",
     "remove_photo",
     "report_keys",
     "report_png_cached",
@@ -197,6 +236,7 @@ __all__ = [
     "results",
     "run_faithfulness_with_progress",
     "run_map_with_progress",
+    "run_pending_checks",
     "same_box",
     "same_class",
     "sample_licence",
@@ -208,6 +248,7 @@ __all__ = [
     "set_target",
     "settings",
     "show_error",
+    "show_partial_maps",
     "show_stopped_run",
     "show_upload_messages",
     "stability_numbers",

@@ -7,7 +7,7 @@ from typing import Any
 
 import streamlit as st
 
-from ..windows import DEFAULT_SIZES, DEFAULT_STRIDE
+from ..windows import DEFAULT_STRIDE
 from .session import K_SETTINGS, state
 
 SIZE_CHOICES: dict[str, float] = {f"1/{n}": 1 / n for n in (2, 3, 4, 6, 8, 12, 16)}
@@ -21,23 +21,23 @@ FILL_CHOICES: dict[str, str] = {
     "custom": "custom colour",
 }
 SCORE_CHOICES: dict[str, str] = {"probability": "probability (pp)", "log-odds": "log-odds (saturated networks)"}
-MODE_CHOICES: dict[str, str] = {
-    "exact": "exact",
-    "incremental": "incremental (same map, faster after the first)",
-    "fast": "fast (approximate, 2–3× fewer passes)",
-}
+MODE_CHOICES: dict[str, str] = {"exact": "Exact", "fast": "Fast, approximate"}  # which windows are measured
+ENGINE_CHOICES: dict[str, str] = {"auto": "Auto", "dense": "Dense", "incremental": "Incremental"}  # how
+#: The dashboard's default map: detailed (down to 1/16 of the side: 1,244 windows on a 224 px network), exact, auto.
+DASHBOARD_SIZES: tuple[float, ...] = (1 / 2, 1 / 4, 1 / 8, 1 / 16)
 
 
 @dataclass(frozen=True)
 class MapSettings:
     """The Map page's settings; :meth:`kwargs` feeds :func:`sensmap.sensitivity_map`."""
 
-    sizes: tuple[float, ...] = DEFAULT_SIZES
+    sizes: tuple[float, ...] = DASHBOARD_SIZES
     stride: float = DEFAULT_STRIDE
     fill: str = "gray"  # a name of FILL_CHOICES; "custom" uses colour
     colour: str = "#808080"
     score: str = "probability"
-    mode: str = "exact"  # a key of MODE_CHOICES (sensmap.result.MODES)
+    mode: str = "exact"  # a key of MODE_CHOICES: which windows are measured
+    engine: str = "auto"  # a key of ENGINE_CHOICES: how each measured window is computed
 
     def fill_value(self) -> str | tuple[float, float, float]:
         if self.fill != "custom":
@@ -48,12 +48,13 @@ class MapSettings:
     def kwargs(self, target: int | None = None) -> dict[str, Any]:
         return dict(
             sizes=self.sizes, stride=self.stride, fill=self.fill_value(), score=self.score, target=target,
-            mode=self.mode,
+            mode=self.mode, engine=self.engine,
         )  # fmt: skip
 
     @property
     def key(self) -> tuple:
-        return (tuple(round(s, 6) for s in self.sizes), round(self.stride, 6), self.fill_value(), self.score, self.mode)
+        sizes = tuple(round(s, 6) for s in self.sizes)
+        return (sizes, round(self.stride, 6), self.fill_value(), self.score, self.mode, self.engine)
 
 
 def label_for(choices: dict[str, Any], value: Any) -> str:
@@ -72,8 +73,9 @@ def set_settings(value: MapSettings) -> None:
 
 
 def describe_settings(value: MapSettings) -> str:
-    """One line about the settings, e.g. ``covers 1/2, 1/4 · stride 1/2 · fill gray · probability``."""
+    """One line about the settings, e.g. ``covers 1/2, 1/4 · stride 1/2 · fill gray · probability · exact, auto
+    engine``."""
     covers = ", ".join(label_for(SIZE_CHOICES, s) for s in value.sizes)
     fill = value.colour if value.fill == "custom" else value.fill
-    mode = "" if value.mode == "exact" else f" · {value.mode} mode"
-    return f"covers {covers} · stride {label_for(STRIDE_CHOICES, value.stride)} · fill {fill} · {value.score}{mode}"
+    how = f"{MODE_CHOICES[value.mode].lower()}, {value.engine} engine"
+    return f"covers {covers} · stride {label_for(STRIDE_CHOICES, value.stride)} · fill {fill} · {value.score} · {how}"

@@ -13,7 +13,10 @@ of :mod:`sensmap.ui.costs`).
   ``sensmap.targets``: ``{(sha256, network key): class index}`` chosen on the Map page;
   ``sensmap.top_classes``: ``{(sha256, network key): top-5 classes}``.
 * ``sensmap.results``: ``{ResultKey: SensitivityResult}`` (most recent :data:`MAX_RESULTS`);
-  ``sensmap.last``: ``{(sha256, network key): ResultKey}`` of the last finished map.
+  ``sensmap.last``: ``{(sha256, network key): ResultKey}`` of the last finished map;
+  ``sensmap.partial``: ``{ResultKey: SensitivityResult}`` the last partial map of a stopped run (marked partial),
+  until the map finishes; ``sensmap.checks``: the ResultKeys of finished maps whose faithfulness check is
+  waiting to run (it runs after the map is drawn).
 * ``sensmap.running``: set while a map runs, removed when it ends; still set on the next run
   means the run was interrupted (Stop, or any other click) — see :func:`show_stopped_run`.
 * ``sensmap.boxes``: ``{sha256: (y0, x0, y1, x1)}`` the pointing-check box of each photo, in
@@ -39,6 +42,8 @@ K_TARGETS = "sensmap.targets"
 K_TOP = "sensmap.top_classes"
 K_RESULTS = "sensmap.results"
 K_LAST = "sensmap.last"
+K_PARTIAL = "sensmap.partial"
+K_CHECKS = "sensmap.checks"
 K_RUNNING = "sensmap.running"
 K_REPORTS = "sensmap.reports"
 K_BOXES = "sensmap.boxes"

@@ -84,4 +84,4 @@ def approximate_note(result: SensitivityResult) -> str:
     """The warning shown over a fast-mode map: what was measured and what was predicted."""
     from ..report import mode_text
 
-    return f"Approximate map ({mode_text(result)}). Run it in exact or incremental mode before relying on details."
+    return f"Approximate map ({mode_text(result)}). Run it with exact windows before relying on details."

@@ -58,7 +58,7 @@ def draw_partial(slot: Any, label: str, photo: PhotoEntry, result: SensitivityRe
     from ..render import DEFAULT_OPACITY, overlay_figure
 
     opacity = st.session_state.get(OPACITY_KEY, DEFAULT_OPACITY)
-    figure = overlay_figure(photo.image, result, opacity=opacity)
+    figure = overlay_figure(photo.image, result, opacity=opacity, hover_classes=False)  # light: redrawn often
     with slot.container():
         st.caption(plain(refining_caption(label, result, sizes)))
         key = f"chart.refining.{result.model_name}.{len(result.sizes)}.{result.passes}"

@@ -110,8 +110,8 @@ WATCH_RUN = """() => {
   const look = () => {
     const chart = main()?.querySelector('[data-testid="stPlotlyChart"] .js-plotly-plot .main-svg');
     const text = main()?.innerText || '';
-    if (chart && text.includes('refining: covers')) mark('overlay');
-    if (chart && text.includes('percentage points') && !text.includes('refining: covers')) mark('final');
+    if (chart && text.includes(' — refining: ')) mark('overlay');
+    if (chart && text.includes('percentage points') && !text.includes(' — refining: ')) mark('final');
     if ('final' in marks && text.includes('(faithfulness check)')) mark('checking');
     if ('checking' in marks && !text.includes('(faithfulness check)')) mark('checked');
   };
@@ -278,11 +278,11 @@ def test_upload_map_compare_and_download_the_report(server: str):
         open_page("Map")
         choose("Fill of the covered patch", "blurred photo")
         page.get_by_role("button", name=re.compile("Run map")).click()
-        expect(page.get_by_text(re.compile("refining: covers"))).to_be_visible()
+        expect(page.get_by_text(re.compile(" — refining: "))).to_be_visible()
         page.get_by_role("button", name="Stop").click()
         expect(page.get_by_text(re.compile("Stopped: the map of MobileNetV2 on coffee.png"))).to_be_visible()
         idle()
-        partial = page.get_by_text(re.compile("Partial map: the run was stopped with covers 1/2"))
+        partial = page.get_by_text(re.compile(r"Partial map: the run was stopped with \d of 4 cover sizes done: 1/2"))
         expect(partial).to_be_visible()
         expect(page.get_by_test_id("stPlotlyChart").locator(".js-plotly-plot .main-svg").first).to_be_visible()
         shot("stopped")

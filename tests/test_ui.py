@@ -311,7 +311,7 @@ def test_a_cancelled_run_keeps_its_partial_map_marked_partial_and_run_again_comp
     at = AppTest.from_function(_cancelled_run_script, args=(weights,), default_timeout=TIMEOUT).run()
     assert not at.exception, [e.value for e in at.exception]
     stopped = [w.value.replace("\\", "") for w in at.warning if "Stopped" in w.value]
-    assert stopped and "partial map (covers 1/4 of 1/4, 1/8) is kept and marked partial" in stopped[0], stopped
+    assert stopped and "partial map (1 of 2 cover sizes done: 1/4) is kept and marked partial" in stopped[0], stopped
     assert at.markdown[-1].value.startswith("result: True, stored: 0, calls: 2")
     assert ui.K_RUNNING not in at.session_state
     partial = at.session_state["partial"]
@@ -414,9 +414,9 @@ def test_a_stopped_map_is_shown_marked_partial_until_run_map_completes_it(monkey
     button(at, "Run map").click().run()
     assert not at.exception and not errors(at), errors(at)
     warnings = [w.value.replace("\\", "") for w in at.warning]
-    done = "covers 1/2, 1/4 of 1/2, 1/4, 1/8, 1/16"
+    done = "2 of 4 cover sizes done: 1/2, 1/4"
     assert any(w.startswith("Stopped: the map of") and f"partial map ({done}) is kept" in w for w in warnings)
-    assert any(w.startswith(f"Partial map: the run was stopped with {done} done") for w in warnings), warnings
+    assert any(w.startswith(f"Partial map: the run was stopped with {done}.") for w in warnings), warnings
     assert at.session_state[ui.K_RESULTS] == {} and not at.session_state.get(ui.K_CHECKS)
     (partial,) = at.session_state[ui.K_PARTIAL].values()
     assert partial.partial and partial.sizes == (0.5, 0.25)

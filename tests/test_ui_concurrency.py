@@ -439,7 +439,9 @@ def test_a_stopped_long_map_says_stopped_stores_nothing_and_frees_its_batches(sh
     partial = at.session_state[ui.K_PARTIAL] if ui.K_PARTIAL in at.session_state else {}
     if how == "last batch":  # the map was done, but not stored: what is kept is its last partial map, marked so
         (kept,) = partial.values()
-        assert kept.partial and kept.sizes == (0.5,) and "partial map (covers 1/2 of 1/2, 1/4) is kept" in stopped[0]
+        assert (
+            kept.partial and kept.sizes == (0.5,) and "partial map (1 of 2 cover sizes done: 1/2) is kept" in stopped[0]
+        )
     else:
         assert not partial, "no cover size had finished: nothing partial is kept"
     assert ui.K_RUNNING not in at.session_state

@@ -25,9 +25,8 @@ OPACITY_KEY = "w.opacity"  # the Map page's opacity slider: the refining overlay
 
 
 def covers_done(result: SensitivityResult, sizes: tuple[float, ...]) -> str:
-    """Which cover sizes of a partial map are done, e.g. ``covers 1/2, 1/4 of 1/2, 1/4, 1/8, 1/16`` (fast mode:
-    ``every cover size, 40% of the windows of 1/16 measured``)."""
-    everything = ", ".join(label_for(SIZE_CHOICES, s) for s in sizes)
+    """How far a partial map is, e.g. ``2 of 4 cover sizes done: 1/2, 1/4`` (fast mode: ``every cover size done,
+    40% of the windows of 1/16 measured``)."""
     if result.approximate:
         per_size = result.metadata.get("fast", {}).get("measured_fraction_per_size", [])
         partly = [
@@ -35,21 +34,21 @@ def covers_done(result: SensitivityResult, sizes: tuple[float, ...]) -> str:
             for size, fraction in zip(result.sizes, per_size, strict=False)
             if fraction < 1
         ]
-        return f"every cover size, {', '.join(partly) or 'all windows'} measured"
+        return f"every cover size done, {', '.join(partly) or 'all windows'} measured"
     done = ", ".join(label_for(SIZE_CHOICES, s) for s in result.sizes)
-    return f"covers {done} of {everything}"
+    return f"{len(result.sizes)} of {len(sizes)} cover sizes done: {done}"
 
 
 def refining_caption(label: str, result: SensitivityResult, sizes: tuple[float, ...]) -> str:
     """The caption over a map still being refined."""
-    return f"{label} — refining: {covers_done(result, sizes)} done so far · partial map, the final map replaces it"
+    return f"{label} — refining: {covers_done(result, sizes)} · partial map, the final map replaces it"
 
 
 def partial_note(result: SensitivityResult, sizes: tuple[float, ...]) -> str:
     """The warning over the partial map a stopped run left."""
     return (
-        f"Partial map: the run was stopped with {covers_done(result, sizes)} done; the finer details are missing "
-        "and it has no faithfulness check. Press Run again to complete it."
+        f"Partial map: the run was stopped with {covers_done(result, sizes)}. The finer details are missing and it "
+        "has no faithfulness check; press Run again to complete it."
     )
 
 

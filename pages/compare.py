@@ -24,20 +24,23 @@ st.caption(
 missing = [job for job, key in zip(jobs, keys, strict=True) if key not in ui.results()]
 if missing:
     names = " and ".join(ui.plain(choice.label) for choice, _, _ in missing)
-    run = st.empty()
-    if run.button(f"Run comparison ({names})", type="primary", icon=":material/play_arrow:"):
+    if st.button(f"Run comparison ({names})", type="primary", icon=":material/play_arrow:"):
         stop = ui.stop_button()
-        if all(ui.run_map_with_progress(c, n, photo, settings, t) is not None for c, n, t in missing):
-            run.empty()
+        refining = st.empty()  # each map drawn while it refines
+        if all(ui.run_map_with_progress(c, n, photo, settings, t, preview=refining) is not None for c, n, t in missing):
+            st.rerun()  # draw the comparison; the faithfulness checks run at the end of the page
         stop.empty()
+        refining.empty()
 results = [ui.results().get(key) for key in keys]
 if any(result is None for result in results):
     st.info("Press **Run comparison** to compute the missing map(s).", icon=":material/info:")
+    ui.show_partial_maps(photo, [(choice.label, key) for (choice, _, _), key in zip(jobs, keys, strict=True)])
     st.stop()
 result_a, result_b = results
 
+check_area = st.container()  # the queued faithfulness checks' progress, run once the page is drawn
 columns = st.columns(4)
-for column, role, (choice, network, _), result in zip(columns, "AB", jobs, results, strict=False):
+for column, role, (choice, _, _), result, key in zip(columns, "AB", jobs, results, keys, strict=False):
     hidden = ui.view_note(result.score_kind, "top-k")  # a score without classes (similarity, custom)
     if hidden:
         column.metric(f"{role}: {ui.plain(choice.label)}", result.score_kind, help=hidden)
@@ -46,8 +49,10 @@ for column, role, (choice, network, _), result in zip(columns, "AB", jobs, resul
         column.metric(f"{role}: {ui.plain(choice.label)}, top-1", name, help=f"probability {ui.percent(probability)}")
     faithfulness = render.faithfulness_numbers(result)
     with column:
-        if faithfulness is None:
-            ui.faithfulness_button(choice, network, photo, result, key=f"w.faithfulness.{role}")
+        if ui.check_pending(key):
+            st.caption("faithfulness check: runs now that the maps are drawn…")
+        elif faithfulness is None:
+            ui.faithfulness_button(key, f"w.faithfulness.{role}")
         else:
             st.caption(
                 ui.plain(render.auc_summary(faithfulness)),
@@ -73,3 +78,6 @@ for role, result in zip("AB", results, strict=True):
 figure = ui.wrap_subplot_titles(render.compare_figure(photo.image, result_a, result_b))
 st.plotly_chart(figure, key="chart.compare", height=480)
 st.caption(ui.colour_key(result_a) + " " + ui.DIFFERENCE_KEY)
+
+with check_area:  # after the whole page is drawn: the checks never delay the comparison
+    ui.run_pending_checks(photo, [(choice, network, key) for (choice, network, _), key in zip(jobs, keys, strict=True)])

@@ -57,31 +57,42 @@ with right:
     )  # fmt: skip
     if classes and ui.view_note(score, "classes"):
         st.caption(ui.plain(ui.view_note(score, "classes")))
-    mode = st.radio(
-        "Engine", list(ui.MODE_CHOICES), index=list(ui.MODE_CHOICES).index(now.mode),
+    which, how = st.columns(2)
+    mode = which.radio(
+        "Windows", list(ui.MODE_CHOICES), index=list(ui.MODE_CHOICES).index(now.mode),
         format_func=ui.MODE_CHOICES.get, horizontal=True, key="w.mode",
-        help="Exact covers every window. Incremental gives the same map, recomputing only the part of each "
-        "layer a cover can change (the first map per network and settings prepares it). Fast measures the "
-        "coarser covers everywhere and the finest only where they matter, predicts the rest, and marks the map "
-        "approximate.",
+        help="Exact measures every window. Fast measures the coarser covers everywhere and the finest only where "
+        "they matter, predicts the rest, and marks the map approximate.",
+    )  # fmt: skip
+    engine = how.radio(
+        "Engine", list(ui.ENGINE_CHOICES), index=list(ui.ENGINE_CHOICES).index(now.engine),
+        format_func=ui.ENGINE_CHOICES.get, horizontal=True, key="w.engine",
+        help="How each window is computed; the numbers are the same. Dense runs every covered image through the "
+        "whole network. Incremental recomputes only the part of each layer a cover can change (prepared once per "
+        "network in the background). Auto uses incremental where it is prepared and gains, dense elsewhere.",
     )  # fmt: skip
     if not sizes:
         st.warning("Choose at least one cover size.", icon=":material/warning:")
         st.stop()
     settings = ui.MapSettings(tuple(sorted((ui.SIZE_CHOICES[s] for s in sizes), reverse=True)),
-                              ui.STRIDE_CHOICES[stride], fill, colour, score, mode)  # fmt: skip
+                              ui.STRIDE_CHOICES[stride], fill, colour, score, mode, engine)  # fmt: skip
     ui.set_settings(settings)
     cost = ui.cost_preview(choice, network, settings)
     key = ui.result_key(choice, photo, settings, target)
     ready = key in ui.results()
-    st.caption(
-        f"Cost: {cost.passes:,} forward passes ({cost.map_passes:,} for the map + {cost.check_passes} for its "
-        f"faithfulness check), about {cost.seconds:.0f} s on this machine" + (" · this map is ready" if ready else "")
-    )
-    if st.button("Run map", type="primary", icon=":material/play_arrow:", disabled=ready):
+    st.caption(ui.cost_text(cost, settings.mode) + (" · this map is ready" if ready else ""))
+    run_clicked = st.button("Run map", type="primary", icon=":material/play_arrow:", disabled=ready)
+    run_area = st.container()
+
+refining = st.empty()  # the map drawn while it refines; the final map replaces it
+if run_clicked:
+    with run_area:
         stop = ui.stop_button()
-        ui.run_map_with_progress(choice, network, photo, settings, target)
+        finished = ui.run_map_with_progress(choice, network, photo, settings, target, preview=refining)
         stop.empty()
+    if finished is not None:
+        st.rerun()  # draw the finished map; its faithfulness check runs at the end of the page
+    refining.empty()
 
 result, exact = ui.result_to_show(key)
 if result is None:
@@ -94,9 +105,12 @@ if not exact:
         icon=":material/history:",
     )
 story_slot.info(ui.plain(ui.story_text(result)), icon=":material/record_voice_over:")
+if result.partial:
+    st.warning(ui.plain(ui.partial_note(result, settings.sizes)), icon=":material/hourglass_bottom:")
 if result.approximate:
     st.warning(ui.plain(ui.approximate_note(result)), icon=":material/speed:")
 shown_key = key if exact else ui.last_key(photo, choice)
+check_area = st.container()  # the queued faithfulness check's progress, run once the page is drawn
 st.caption(ui.colour_key(result))
 views = ["Overlay", "Brightness", "Per cover size", "Label flip", "Faithfulness", "Stability"]
 tabs = st.tabs(views, key="w.view", on_change="rerun")
@@ -121,9 +135,14 @@ with tabs[3]:
 with tabs[4]:
     if tabs[4].open:
         numbers = render.faithfulness_numbers(result)
-        if numbers is None:
+        if result.partial:
+            st.info("A partial map gets no faithfulness check: run the map to the end first.", icon=":material/info:")
+        elif ui.check_pending(shown_key):
+            st.info("The faithfulness check runs now that the map is drawn: its numbers appear here when it is done.",
+                    icon=":material/pending:")  # fmt: skip
+        elif numbers is None:
             st.info("The faithfulness check of this map was stopped before it finished.", icon=":material/info:")
-            ui.faithfulness_button(choice, network, photo, result, key="w.faithfulness")
+            ui.faithfulness_button(shown_key, "w.faithfulness")
         else:
             columns = st.columns(4)
             columns[0].metric(
@@ -206,3 +225,6 @@ with side:
             "Clear box", icon=":material/close:", key="w.box.clear",
             on_click=ui.set_pointing_box, args=(photo, None), kwargs={"refresh_inputs": True},
         )  # fmt: skip
+
+with check_area:  # after the whole page is drawn: the check never delays the map
+    ui.run_pending_checks(photo, [(choice, network, shown_key)])

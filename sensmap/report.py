@@ -84,14 +84,21 @@ SANITY_PLOT_SIZE = (IMAGE_BOX[0], 260)
 
 
 def mode_text(result: SensitivityResult) -> str:
-    """How the map was computed, in words: exact, incremental (exact), or approximate with how
-    (:attr:`SensitivityResult.approximation_note`: fast mode's measured windows, RISE's random masks)."""
-    mode = str((result.metadata or {}).get("mode", "exact"))
-    if result.approximate:
-        return f"{mode} — approximate: {result.approximation_note}"
-    if mode == "incremental":
-        return "incremental — exact (only the changed part of each activation recomputed)"
-    return "exact"
+    """How the map was computed, in words: which windows (exact, or approximate with how:
+    :attr:`SensitivityResult.approximation_note`, fast mode's measured windows or RISE's random masks), the engine
+    that computed an occlusion map's windows (and the one asked for when it differs), and whether the map is partial."""
+    text = f"approximate: {result.approximation_note}" if result.approximate else "exact"
+    if result.approximate and result.windowed:
+        text = f"fast — {text}"
+    if not result.windowed:
+        return text
+    engine, requested = result.engine, result.engine_requested
+    text += f"; {engine} engine" + (f" ({requested} asked)" if requested != engine else "")
+    if engine != "dense":
+        text += " — only the changed part of each activation recomputed, same numbers"
+    if result.partial:
+        text += "; PARTIAL: only the cover sizes finished before the run stopped"
+    return text
 
 
 def parameter_rows(result: SensitivityResult) -> list[tuple[str, str]]:
@@ -111,7 +118,7 @@ def parameter_rows(result: SensitivityResult) -> list[tuple[str, str]]:
         ("fill", result.fill),
         ("score", result.score_kind),
         ("photo fitted by", f"{result.fit} to {result.input_size[1]}×{result.input_size[0]} px"),
-        ("engine mode", mode_text(result)),
+        ("windows and engine", mode_text(result)),
         ("forward passes", f"{result.passes:,} (+1 reference)"),
         ("time", f"{float(total):.2f} s" if isinstance(total, (int, float)) else "not recorded"),
         ("device", str(meta.get("device", "not recorded"))),

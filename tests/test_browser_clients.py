@@ -209,16 +209,10 @@ def test_changing_a_setting_or_leaving_the_page_stops_a_long_map(dashboard, chro
             client.open_page("Photos")
             client.upload("hot_dog.jpg")
             client.expect(page.get_by_test_id("stAlertContentSuccess")).to_contain_text("added hot_dog.jpg")
-            client.open_page("Map")  # network A: MobileNetV2 224 px, the default
-            sizes = page.get_by_test_id("stMultiSelect").filter(has_text="Cover sizes")
-            sizes.locator("input").click()
-            page.keyboard.type("1/16")
-            page.get_by_role("option", name="1/16", exact=True).click()
-            page.keyboard.press("Escape")
-            client.idle()
-            client.expect(
-                page.get_by_text(re.compile(r"Cost: 1,412 forward passes \(1,244 for the map"))
-            ).to_be_visible()
+            client.open_page("Map")  # network A: MobileNetV2 224 px; the default covers reach down to 1/16
+            page.get_by_test_id("stRadio").filter(has_text="Engine").get_by_text("Dense", exact=True).click()
+            client.idle()  # a long map: batches of 64 through the whole network
+            client.expect(page.get_by_text(re.compile(r"Cost: 1,244 forward passes for the map"))).to_be_visible()
             rss.mark("before")
 
             # 1. A setting changes mid-run: the stride goes from 1/2 to 3/4.
@@ -228,13 +222,13 @@ def test_changing_a_setting_or_leaving_the_page_stops_a_long_map(dashboard, chro
             stride.focus()
             seen = passes_done()
             page.keyboard.press("ArrowLeft")
-            new_cost = page.get_by_text(re.compile(r"Cost: 764 forward passes \(596 for the map"))
+            new_cost = page.get_by_text(re.compile(r"Cost: 596 forward passes for the map"))
             setting_stop_s = wait_until(
                 lambda: progress.count() == 0 and stopped.is_visible() and new_cost.is_visible(), STOP_BOUND_S
             )
             setting_busy_s = setting_stop_s + busy_for(pid, STOP_BOUND_S)
             client.idle()
-            client.expect(page.get_by_text("Press Run map to compute the map.")).to_be_visible()  # nothing partial
+            client.expect(page.get_by_text("Press Run map to compute the map.")).to_be_visible()  # new settings: no map
             # Fast reruns: the next run reports the stop at once, while the old run ends the batch in flight.
             setting_extra = passes_when_stopped() - seen
             assert 0 <= setting_extra <= 3 * BATCH, "the notice counts the passes done when the setting changed"
@@ -244,7 +238,7 @@ def test_changing_a_setting_or_leaving_the_page_stops_a_long_map(dashboard, chro
             # 2. The page is left mid-run (stride back to 1/2 for a long map again).
             stride.focus()
             page.keyboard.press("ArrowRight")
-            client.expect(page.get_by_text(re.compile(r"Cost: 1,412 forward passes"))).to_be_visible()
+            client.expect(page.get_by_text(re.compile(r"Cost: 1,244 forward passes"))).to_be_visible()
             client.idle()
             start_long_map()
             photos_heading = page.get_by_role("heading", level=1).filter(has_text="Photos")
@@ -254,9 +248,11 @@ def test_changing_a_setting_or_leaving_the_page_stops_a_long_map(dashboard, chro
             leave_busy_s = leave_stop_s + busy_for(pid, STOP_BOUND_S)
             client.idle()
             rss.mark("stopped by leaving")
-            client.open_page("Map")  # back: the interrupted run is reported, no map was kept
+            client.open_page("Map")  # back: the interrupted run is reported, its partial map kept and marked
             client.expect(stopped).to_be_visible()
-            client.expect(page.get_by_text("Press Run map to compute the map.")).to_be_visible()
+            client.expect(
+                page.get_by_text(re.compile(r"Partial map: the run was stopped with \d of 4 cover sizes done: 1/2"))
+            ).to_be_visible()
             assert progress.count() == 0
             leave_extra = passes_when_stopped() - seen
             assert 0 <= leave_extra <= 3 * BATCH, "the notice counts the passes done when the page was left"

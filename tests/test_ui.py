@@ -12,6 +12,7 @@ from conftest import REPO, shared_photo
 from streamlit.testing.v1 import AppTest
 
 from sensmap import ui
+from sensmap.engine import plan_passes, prepare_incremental
 from sensmap.result import SensitivityResult
 
 APP = REPO / "app.py"
@@ -209,7 +210,8 @@ def test_map_compare_and_report_with_real_networks():
     target = at.selectbox(key=[s.key for s in at.selectbox if s.key.startswith("w.target.")][0])
     assert target.value == at.session_state[ui.K_TOP][next(iter(at.session_state[ui.K_TOP]))][0][0]
     at.multiselect(key="w.sizes").set_value(["1/2", "1/4"]).run()
-    assert any("forward passes (58 for the map + 168 for its faithfulness check)" in c.value for c in at.caption)
+    cost = [c.value for c in at.caption if c.value.startswith("Cost:")]
+    assert cost and "58 forward passes for the map" in cost[0] and "then 168 for its faithfulness check" in cost[0]
     button(at, "Run map").click().run()
     assert not at.exception and not errors(at), errors(at)
     assert len(at.get("plotly_chart")) == 2, "the overlay and the photo of the pointing check are drawn"
@@ -291,22 +293,178 @@ def _cancelled_run_script(weights: str) -> None:
     network = ui.load_network(choice)
     calls = []
 
-    def cancel() -> bool:
+    def cancel() -> bool:  # the first run: stop during the second cover size; the next run: complete it
         calls.append(1)
-        return len(calls) > 1
+        return "first run" not in st.session_state and len(calls) > 1
 
-    result = ui.run_map_with_progress(choice, network, photo, ui.MapSettings(sizes=(0.25, 0.125)), 0, cancel=cancel)
+    ui.show_stopped_run()
+    settings = ui.MapSettings(sizes=(0.25, 0.125))
+    result = ui.run_map_with_progress(choice, network, photo, settings, 0, cancel=cancel)
+    key = ui.result_key(choice, photo, settings, 0)
+    shown, _ = ui.result_to_show(key)
+    st.session_state["first run"] = True
     st.write(f"result: {result is None}, stored: {len(ui.results())}, calls: {len(calls)}")
+    st.session_state["shown"] = shown
+    st.session_state["partial"] = ui.partial_result(key)
 
 
 @pytest.mark.slow
-def test_a_cancelled_run_says_stopped_and_stores_nothing(shared_weights_dir):
+def test_a_cancelled_run_keeps_its_partial_map_marked_partial_and_run_again_completes_it(shared_weights_dir):
     weights = str(shared_weights_dir / "mobilenet_v1_0.25_128.weights.h5")
     at = AppTest.from_function(_cancelled_run_script, args=(weights,), default_timeout=TIMEOUT).run()
     assert not at.exception, [e.value for e in at.exception]
-    assert any("Stopped" in w.value for w in at.warning)
+    stopped = [w.value.replace("\\", "") for w in at.warning if "Stopped" in w.value]
+    assert stopped and "partial map (1 of 2 cover sizes done: 1/4) is kept and marked partial" in stopped[0], stopped
     assert at.markdown[-1].value.startswith("result: True, stored: 0, calls: 2")
     assert ui.K_RUNNING not in at.session_state
+    partial = at.session_state["partial"]
+    assert partial is not None and partial.partial and partial.sizes == (0.25,), "the stopped run's last cover size"
+    assert at.session_state["shown"] is partial, "the page shows the partial map (marked partial), not a final one"
+    assert partial.passes == 49 and partial.metadata["partial"] is True
+
+    at.run()  # Run again: the map completes and replaces its partial map
+    assert not at.exception, [e.value for e in at.exception]
+    (result,) = at.session_state[ui.K_RESULTS].values()
+    assert not result.partial and result.sizes == (0.25, 0.125) and result.passes == 49 + 225
+    assert at.session_state["partial"] is None and at.session_state["shown"] is result
+    assert list(at.session_state[ui.K_CHECKS]) == list(at.session_state[ui.K_RESULTS]), "its check is queued"
+
+
+def small_network_map_page() -> AppTest:
+    """A session with a sample photo, network A = the small shared MobileNet, on the Map page (default settings)."""
+    at = add_sample(open_app())
+    go(at, "pages/networks.py")
+    at.selectbox(key="w.network.A").select(SMALL).run()
+    return go(at, "pages/map.py")
+
+
+@pytest.mark.slow
+def test_a_map_is_drawn_as_it_refines_then_stored_exact_and_then_checked(monkeypatch, mobilenet_025):
+    """Run map with the dashboard defaults: the overlay is drawn after each cover size (partial, coarsest first),
+    then the final map; its faithfulness check starts only once the final map is stored and drawn. The stored map
+    equals the exact dense map."""
+    import sensmap
+    from sensmap import engine, render
+
+    events: list[tuple] = []
+    real_overlay, real_check = render.overlay_figure, engine.faithfulness
+
+    def overlay(photo, result, **kwargs):
+        events.append(("overlay", result.partial, result.sizes))
+        return real_overlay(photo, result, **kwargs)
+
+    def check(model, image, result, **kwargs):  # runs in the script thread: the session's store is readable
+        stored = any(stored is result for stored in ui.results().values())
+        events.append(("faithfulness", stored, "faithfulness" in result.metadata))
+        return real_check(model, image, result, **kwargs)
+
+    monkeypatch.setattr(render, "overlay_figure", overlay)
+    monkeypatch.setattr(engine, "faithfulness", check)
+    at = small_network_map_page()
+    button(at, "Run map").click().run()
+    assert not at.exception and not errors(at), errors(at)
+
+    partial = [i for i, event in enumerate(events) if event[:2] == ("overlay", True)]
+    assert [events[i][2] for i in partial] == [(0.5,), (0.5, 0.25), (0.5, 0.25, 0.125)], events
+    final = events.index(("overlay", False, ui.DASHBOARD_SIZES))
+    checked = [i for i, event in enumerate(events) if event[0] == "faithfulness"]
+    assert partial[-1] < final < checked[0] and len(checked) == 1, events
+    assert events[checked[0]] == ("faithfulness", True, False), "the check starts on the stored map, without numbers"
+    assert events[-1] == ("overlay", False, ui.DASHBOARD_SIZES), "the page is drawn again with the numbers"
+
+    (key, result), *others = at.session_state[ui.K_RESULTS].items()
+    assert not others and not result.partial and "faithfulness" in result.metadata
+    assert not at.session_state[ui.K_CHECKS] and not at.session_state.get(ui.K_PARTIAL)
+    assert key.settings[-2:] == ("exact", "auto") and result.mode == "exact" and result.engine_requested == "auto"
+    at.session_state["w.view"] = "Faithfulness"
+    at.run()
+    assert float(next(m.value for m in at.metric if m.label == "Deletion AUC")) == pytest.approx(
+        result.metadata["faithfulness"]["deletion_auc"], abs=1e-3
+    )
+
+    photo = next(iter(at.session_state[ui.K_PHOTOS].values()))
+    reference = sensmap.sensitivity_map(
+        mobilenet_025,
+        photo.image,
+        sizes=ui.DASHBOARD_SIZES,
+        stride=0.5,
+        target=key.target,
+        mode="exact",
+        engine="dense",
+    )
+    assert result.sizes == reference.sizes and result.passes == reference.passes == 1244
+    assert np.abs(result.outputs - reference.outputs).max() <= 1e-4
+    assert np.abs(result.support - reference.support).max() <= 1e-4
+
+
+@pytest.mark.slow
+def test_a_stopped_map_is_shown_marked_partial_until_run_map_completes_it(monkeypatch):
+    from sensmap import engine
+
+    real_map, stop_after = engine.sensitivity_map, {"batches": 2}
+
+    def stopping_map(*args, cancel=None, **kwargs):  # Stop during the third batch: covers 1/2 and 1/4 are done
+        calls = []
+
+        def stop() -> bool:
+            calls.append(1)
+            return stop_after["batches"] is not None and len(calls) > stop_after["batches"]
+
+        return real_map(*args, cancel=stop, **kwargs)
+
+    monkeypatch.setattr(engine, "sensitivity_map", stopping_map)
+    at = small_network_map_page()
+    button(at, "Run map").click().run()
+    assert not at.exception and not errors(at), errors(at)
+    warnings = [w.value.replace("\\", "") for w in at.warning]
+    done = "2 of 4 cover sizes done: 1/2, 1/4"
+    assert any(w.startswith("Stopped: the map of") and f"partial map ({done}) is kept" in w for w in warnings)
+    assert any(w.startswith(f"Partial map: the run was stopped with {done}.") for w in warnings), warnings
+    assert at.session_state[ui.K_RESULTS] == {} and not at.session_state.get(ui.K_CHECKS)
+    (partial,) = at.session_state[ui.K_PARTIAL].values()
+    assert partial.partial and partial.sizes == (0.5, 0.25)
+    assert len(at.get("plotly_chart")) == 2, "the partial overlay and the pointing check"
+    assert not button(at, "Run map").disabled, "a partial map is not ready: Run map completes it"
+    at.session_state["w.view"] = "Faithfulness"
+    at.run()
+    assert any("partial map gets no faithfulness check" in i.value for i in at.info)
+    assert not [b for b in at.button if b.label.startswith("Check faithfulness")]
+
+    stop_after["batches"] = None
+    button(at, "Run map").click().run()
+    assert not at.exception and not errors(at), errors(at)
+    assert not [w for w in at.warning if "Partial map" in w.value]
+    (result,) = at.session_state[ui.K_RESULTS].values()
+    assert not result.partial and result.sizes == ui.DASHBOARD_SIZES and "faithfulness" in result.metadata
+    assert not at.session_state[ui.K_PARTIAL]
+
+
+@pytest.mark.slow
+def test_stopping_the_faithfulness_check_keeps_the_map_and_offers_the_check_again(monkeypatch):
+    from sensmap import engine
+    from sensmap.errors import CancelledError
+
+    real_check, calls = engine.faithfulness, []
+
+    def stopped_once(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise CancelledError("stopped (test)")
+        return real_check(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "faithfulness", stopped_once)
+    at = add_sample(open_app())
+    run_small_map(at)
+    assert any(w.value.replace("\\", "").startswith("Stopped: the faithfulness check of") for w in at.warning)
+    (result,) = at.session_state[ui.K_RESULTS].values()
+    assert "faithfulness" not in result.metadata and len(at.get("plotly_chart")) == 2, "the map is kept and drawn"
+    at.session_state["w.view"] = "Faithfulness"
+    at.run()
+    assert any("stopped before it finished" in i.value for i in at.info)
+    button(at, "Check faithfulness").click().run()
+    assert not at.exception and not errors(at), errors(at)
+    assert len(calls) == 2 and "faithfulness" in result.metadata
+    assert any(m.label == "Deletion AUC" for m in at.metric)
 
 
 def test_box_selections_become_photo_fractions():
@@ -319,6 +477,71 @@ def test_box_selections_become_photo_fractions():
     assert ui.box_from_selection({"box": [{"x": [10, 10.2], "y": [0, 50]}]}, (100, 200)) is None  # a click
     assert ui.box_from_selection(None, (100, 200)) is None
     assert ui.same_box((0.1, 0.2, 0.3, 0.4), (0.1001, 0.2, 0.3, 0.4)) and not ui.same_box(None, (0, 0, 1, 1))
+
+
+def test_the_dashboard_default_is_the_detailed_exact_auto_map():
+    from sensmap.windows import count_passes
+
+    assert ui.MapSettings() == ui.MapSettings(sizes=(1 / 2, 1 / 4, 1 / 8, 1 / 16), stride=0.5, engine="auto")
+    assert ui.MapSettings().mode == "exact" and ui.DASHBOARD_SIZES == ui.MapSettings().sizes
+    assert count_passes(224, 224, ui.DASHBOARD_SIZES, 0.5) == count_passes(128, 128, ui.DASHBOARD_SIZES, 0.5) == 1244
+    assert ui.describe_settings(ui.MapSettings()) == (
+        "covers 1/2, 1/4, 1/8, 1/16 · stride 1/2 · fill gray · probability · exact, auto engine"
+    )
+    assert ui.MapSettings().key[-2:] == ("exact", "auto") and ui.MapSettings(engine="dense").key[-2:] == (
+        "exact",
+        "dense",
+    )
+    assert ui.MapSettings().kwargs()["engine"] == "auto" and ui.MapSettings(mode="fast").kwargs()["mode"] == "fast"
+
+
+def test_the_map_page_offers_windows_and_engine_and_the_cost_names_the_engine():
+    at = add_sample(open_app())
+    go(at, "pages/networks.py")
+    at.selectbox(key="w.network.A").select(SMALL).run()
+    go(at, "pages/map.py")
+    assert at.multiselect(key="w.sizes").value == ["1/2", "1/4", "1/8", "1/16"]
+    assert at.select_slider(key="w.stride").value == "1/2"
+    mode, engine = at.radio(key="w.mode"), at.radio(key="w.engine")
+    assert (mode.label, mode.options, mode.value) == ("Windows", ["Exact", "Fast, approximate"], "exact")
+    assert (engine.label, engine.options, engine.value) == ("Engine", ["Auto", "Dense", "Incremental"], "auto")
+
+    def cost() -> str:
+        (line,) = [c.value for c in at.caption if c.value.startswith("Cost:")]
+        return line
+
+    assert cost().startswith("Cost: 1,244 forward passes for the map (exact, auto engine: "), cost()
+    assert "then 168 for its faithfulness check" in cost()
+    network = ui.networks.cached_network(at.session_state[ui.K_NETWORK["A"]])
+    prepare_incremental(network, ui.WARM_UP_SIZES, wait=True)  # the warm-up the load started: wait for its end
+    seconds = {}
+    for choice in ("dense", "incremental", "auto"):  # the estimates, each engine as it stands now (all prepared)
+        at.radio(key="w.engine").set_value(choice).run()
+        assert cost().startswith(f"Cost: 1,244 forward passes for the map (exact, {choice} engine"), cost()
+        seconds[choice] = float(re.search(r"about ([\d.]+) s on this machine", cost()).group(1))
+        assert at.session_state[ui.K_SETTINGS].engine == choice
+    assert seconds["incremental"] < seconds["dense"] and seconds["auto"] == seconds["incremental"], seconds
+    at.radio(key="w.mode").set_value("fast").run()
+    fast = plan_passes(network, ui.DASHBOARD_SIZES, 0.5, "fast")
+    assert fast < 1244 and cost().startswith(
+        f"Cost: {fast} forward passes for the map (fast, approximate, auto engine: "
+    ), cost()
+    assert at.session_state[ui.K_SETTINGS] == ui.MapSettings(mode="fast", engine="auto")
+
+
+def test_the_cost_line_says_when_the_faster_engine_is_still_being_prepared():
+    text, preparing = ui.costs._engine_text("auto", [("1/2", "incremental"), ("1/4", "preparing")])
+    assert (
+        preparing
+        and text == "auto engine: incremental for 1/2, dense for 1/4 while the faster engine is being prepared"
+    )
+    text, preparing = ui.costs._engine_text("auto", [("1/2", "preparing"), ("1/4", "preparing")])
+    assert preparing and text == "auto engine: dense for now: preparing the faster engine…"
+    text, preparing = ui.costs._engine_text("incremental", [("1/2", "waits"), ("1/4", "incremental")])
+    assert preparing and "waits for the faster engine being prepared" in text
+    assert ui.costs._engine_text("dense", [("1/2", "dense")]) == ("dense engine", False)
+    text, _ = ui.costs._engine_text("auto", [("1/2", "no gain"), ("1/4", "incremental")])
+    assert text == "auto engine: incremental for 1/4, dense for 1/2 (no gain)"
 
 
 def test_cost_preview_counts_the_faithfulness_check():
@@ -588,25 +811,37 @@ def test_a_bad_upload_and_a_weights_error_keep_the_earlier_photos_settings_and_m
     assert at.multiselect(key="w.sizes").value == ["1/2", "1/4"]
 
 
-def test_engine_modes_on_the_map_page():
-    """Fast mode: fewer passes in the cost line, an approximate-map warning, the mode in the report rows;
-    incremental mode: the same map as exact, no warning."""
+def test_windows_and_engine_on_the_map_page():
+    """Fast windows: fewer passes in the cost line, an approximate-map warning; every engine gives the exact map;
+    both choices are in the result keys and in the report rows."""
+    from sensmap.report import mode_text
+
     at = add_sample(open_app())
-    run_small_map(at)
+    run_small_map(at)  # exact windows, auto engine
     assert not [w for w in at.warning if "Approximate" in w.value]
     at.radio(key="w.mode").set_value("fast").run()
     cost = [c.value for c in at.caption if c.value.startswith("Cost:")][0]
-    assert "(19 for the map" in cost, cost  # covers 1/2 and 1/4: 9 + 49 windows, a third of them
-    button(at, "Run map").click().run()
+    assert cost.startswith("Cost: 19 forward passes for the map (fast, approximate, auto engine"), cost
+    button(at, "Run map").click().run()  # covers 1/2 and 1/4: 9 + 49 windows, a third of them
     assert not at.exception and not errors(at), errors(at)
     warnings = [w.value for w in at.warning if "Approximate" in w.value]
     assert warnings and "windows measured" in warnings[0]
-    at.radio(key="w.mode").set_value("incremental").run()
-    button(at, "Run map").click().run()
-    assert not at.exception and not errors(at), errors(at)
-    assert not [w for w in at.warning if "Approximate" in w.value]
-    results = at.session_state["sensmap.results"]
-    by_mode = {key.settings[-1]: result for key, result in results.items()}
-    assert set(by_mode) == {"exact", "fast", "incremental"}
-    assert by_mode["fast"].approximate and by_mode["fast"].passes < by_mode["exact"].passes
-    assert np.abs(by_mode["incremental"].outputs - by_mode["exact"].outputs).max() <= 1e-4
+    at.radio(key="w.mode").set_value("exact").run()
+    for engine in ("dense", "incremental"):
+        at.radio(key="w.engine").set_value(engine).run()
+        button(at, "Run map").click().run()
+        assert not at.exception and not errors(at), errors(at)
+        assert not [w for w in at.warning if "Approximate" in w.value]
+    results = at.session_state[ui.K_RESULTS]
+    by_choice = {key.settings[-2:]: result for key, result in results.items()}
+    assert set(by_choice) == {("exact", "auto"), ("fast", "auto"), ("exact", "dense"), ("exact", "incremental")}
+    assert (
+        by_choice["fast", "auto"].approximate and by_choice["fast", "auto"].passes < by_choice["exact", "auto"].passes
+    )
+    dense = by_choice["exact", "dense"]
+    for engine in ("auto", "incremental"):
+        assert by_choice["exact", engine].engine_requested == engine
+        assert np.abs(by_choice["exact", engine].outputs - dense.outputs).max() <= 1e-4
+    assert mode_text(dense) == "exact; dense engine"
+    assert mode_text(by_choice["exact", "incremental"]).startswith("exact; incremental engine — only the changed part")
+    assert mode_text(by_choice["fast", "auto"]).startswith("fast — approximate: 19 of 58 windows measured")

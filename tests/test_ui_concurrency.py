@@ -135,6 +135,7 @@ def map_session(name: str) -> tuple[AppTest, float]:
     assert not at.exception and not errors(at), errors(at)
     go(at, "pages/map.py")
     at.multiselect(key="w.sizes").set_value(SIZES).run()
+    at.radio(key="w.engine").set_value("dense").run()  # one engine whatever the warm-up did: identical numbers
     button(at, "Run map").click().run()
     assert not at.exception and not errors(at), (name, errors(at))
     assert len(at.get("plotly_chart")) == 2, f"{name}: the map is drawn"
@@ -270,7 +271,7 @@ def test_four_sessions_mapping_at_once_get_their_own_results(monkeypatch):
 
 
 def test_the_dashboard_caches_only_shared_read_only_values():
-    """Only the loaded networks and the per-pass timing are cached across sessions (``st.cache_resource``);
+    """Only the loaded networks and the per-pass timings are cached across sessions (``st.cache_resource``);
     everything else of a session lives in its ``st.session_state``. A new cross-session cache must be
     reviewed for thread safety and added here."""
     sources = {path.relative_to(REPO).as_posix(): path.read_text("utf-8") for path in DASHBOARD_SOURCES}
@@ -281,13 +282,21 @@ def test_the_dashboard_caches_only_shared_read_only_values():
             r"@(?:st\.cache_resource|st\.cache_data|\w*\.?lru_cache|\w*\.?cache)\b[^\n]*\ndef (\w+)", text
         )
     }
-    assert cached == {("sensmap/ui/networks.py", "cached_network"), ("sensmap/ui/costs.py", "_seconds_per_pass")}
+    assert cached == {
+        ("sensmap/ui/networks.py", "cached_network"),
+        ("sensmap/ui/costs.py", "_seconds_per_pass"),
+        ("sensmap/ui/costs.py", "_pass_timings"),
+    }
     for name, text in sources.items():
         assert not re.search(r"^\s*global\s", text, re.MULTILINE), f"{name} rebinds a module global"
         assert "st.experimental_singleton" not in text and "st.singleton" not in text
     # The cached values: a Network (read-only after loading; its compiled call is created under a lock,
-    # see test_the_shared_network_is_safe_from_several_threads) and a float.
+    # see test_the_shared_network_is_safe_from_several_threads; its incremental warm-up is the engine's own,
+    # thread-safe), a float and a PassTimings (a dict behind a lock).
     assert ui.costs._seconds_per_pass.__wrapped__.__annotations__["return"] in ("float", float)
+    assert ui.costs._pass_timings.__wrapped__.__annotations__["return"] in ("PassTimings", ui.PassTimings)
+    timings = ui.PassTimings()
+    assert isinstance(timings._lock, type(threading.Lock())) and set(vars(timings)) == {"_lock", "_seconds"}
     assert ui.networks.cached_network.__wrapped__.__annotations__["return"] in ("Network", "'Network'")
 
 
@@ -341,8 +350,8 @@ def _interrupted_run_script(weights: str, how: str) -> None:
     click does with fast reruns off) — both raise at the next ``st`` call, the progress update — or by
     ``run_map_with_progress``'s ``cancel``. ``how="last batch"``: a small map asked to stop while its
     last batch runs (no progress update follows, but reading ``st.session_state`` to store the map is
-    a yield point too). Second run: what is left. (AppTest runs this function's source alone: helpers
-    live inside.)"""
+    a yield point too: only its partial map of cover 1/2 is kept). Second run: what is left. (AppTest runs
+    this function's source alone: helpers live inside.)"""
     import streamlit as st
     from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx
 
@@ -424,15 +433,23 @@ def test_a_stopped_long_map_says_stopped_stores_nothing_and_frees_its_batches(sh
     warnings = [w.value.replace("\\", "") for w in at.warning]
     stopped = [w for w in warnings if w.startswith("Stopped: the map of MobileNet α0.25 128px on coffee.jpg")]
     # A stop request lets the batch in flight finish (256); st.rerun and cancel raise before it (192).
-    where = {"stop request": "256 of 4,730", "last batch": "58 of 226"}.get(how, "192 of 4,730")
+    where = {"stop request": "256 of 4,562", "last batch": "58 of 58"}.get(how, "192 of 4,562")
     assert stopped and f"interrupted after {where} forward passes" in stopped[0], warnings
-    assert at.session_state[ui.K_RESULTS] == {} and ui.K_LAST not in at.session_state, "nothing partial is stored"
+    assert at.session_state[ui.K_RESULTS] == {} and ui.K_LAST not in at.session_state, "no map is stored as finished"
+    partial = at.session_state[ui.K_PARTIAL] if ui.K_PARTIAL in at.session_state else {}
+    if how == "last batch":  # the map was done, but not stored: what is kept is its last partial map, marked so
+        (kept,) = partial.values()
+        assert (
+            kept.partial and kept.sizes == (0.5,) and "partial map (1 of 2 cover sizes done: 1/2) is kept" in stopped[0]
+        )
+    else:
+        assert not partial, "no cover size had finished: nothing partial is kept"
     assert ui.K_RUNNING not in at.session_state
     if how == "cancel":
         assert at.session_state["returned"] is True
     elif how == "rerun":
         assert "returned" not in at.session_state, "the rerun ended the first script run inside the map"
-    assert not state_arrays(at), "no batch, output or tensor of the stopped run is kept in session_state"
+    assert not [key for key in state_arrays(at) if key != ui.K_PARTIAL], "no batch or tensor of the stopped run is kept"
     assert live_batches() <= before, "the stopped run's tf.data iterator and batches are released"
 
 

@@ -46,16 +46,18 @@ def overlay_figure(
     limit: float | None = None,
     class_index: int | None = None,
     title: str | None = None,
+    hover_classes: bool = True,
 ) -> go.Figure:
     """The photo with the support map on top (red supports, blue inhibits, 0 see-through).
 
     ``class_index`` draws the map of another class from the kept outputs (default: the
     target). ``limit`` (probability difference) fixes the symmetric colour scale. Hovering
-    shows the position (photo pixels), the support (pp) and the class that wins when that
+    shows the position (photo pixels), the support (pp) and, unless ``hover_classes`` is false
+    (a figure a third the size, for maps redrawn while they refine), the class that wins when that
     area is covered (smallest cover size).
     """
     pixels = photo_pixels(photo)
-    fig = go.Figure(_overlay_traces(pixels, result, class_index, limit, opacity))
+    fig = go.Figure(_overlay_traces(pixels, result, class_index, limit, opacity, hover_classes=hover_classes))
     index = result.target if class_index is None else int(class_index)
     if result.method == "gradcam":
         default = f"{plain(result.model_name)}: Grad-CAM for '{plain(result.labels[index])}'"
@@ -73,12 +75,13 @@ def _overlay_traces(
     limit: float | None,
     opacity: float,
     showscale: bool = True,
+    hover_classes: bool = True,
 ) -> list[go.BaseTraceType]:
     grid_map = result.support if class_index is None else result.maps_for(int(class_index))[1]
     values = map_on_photo(result, grid_map, pixels.shape[:2])
     factor, unit = support_unit(result)
     bound = symmetric_limit(grid_map, limit=limit) * factor
-    flip = result.windowed and "label-flip" in supported_views(result.score_kind)  # a class that can win
+    flip = hover_classes and result.windowed and "label-flip" in supported_views(result.score_kind)  # a class
     names = winner_names(result, values.shape) if flip else None
     heat = support_heatmap(
         values * factor,

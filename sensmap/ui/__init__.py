@@ -12,11 +12,13 @@ everything they share lives here, one concern per file, and this module hands al
 * :mod:`~sensmap.ui.page_inputs` — the active photo and loaded networks a page needs, or where to get them.
 * :mod:`~sensmap.ui.map_settings` — the Map page's settings and the choices offered.
 * :mod:`~sensmap.ui.score_views` — the scores offered for a network, the class views a map's score supports.
-* :mod:`~sensmap.ui.costs` — forward passes and estimated time of a map and its faithfulness check.
-* :mod:`~sensmap.ui.result_cache` — the session's finished maps and the classes they explain.
+* :mod:`~sensmap.ui.costs` — forward passes and estimated time of a map (per engine) and its faithfulness check.
+* :mod:`~sensmap.ui.result_cache` — the session's finished and partial maps and the classes they explain.
+* :mod:`~sensmap.ui.progressive` — maps drawn while they refine, and how a partial map is marked.
 * :mod:`~sensmap.ui.pointing` — each photo's pointing-check box and the pointing numbers.
 * :mod:`~sensmap.ui.trust` — a map's story, stability, agreement of two maps, the fast-mode warning.
-* :mod:`~sensmap.ui.runs` — running maps and checks with a progress bar and a Stop button; stopped runs.
+* :mod:`~sensmap.ui.runs` — running maps (drawn as they refine) and their queued faithfulness checks with a
+  progress bar and a Stop button; stopped runs.
 * :mod:`~sensmap.ui.methods` — the Methods page: occlusion, Grad-CAM and RISE side by side, the RISE settings,
   the shared faithfulness baseline, the verdict and the randomisation check.
 * :mod:`~sensmap.ui.reports` — which maps a report shows, and the session's cached PNG reports.
@@ -24,7 +26,8 @@ everything they share lives here, one concern per file, and this module hands al
   tables without server paths, the photo behind a map, the shortcut-suspects gallery.
 
 Nothing is shared between browser sessions except the ``st.cache_resource`` values of
-:mod:`~sensmap.ui.networks` (loaded networks) and :mod:`~sensmap.ui.costs` (seconds per pass). Tests
+:mod:`~sensmap.ui.networks` (loaded networks, each warming up its incremental engine) and
+:mod:`~sensmap.ui.costs` (seconds per pass, probed and measured). Tests
 that replace a function replace it in the module that defines it (see the list above).
 """
 
@@ -43,8 +46,19 @@ from .audit_view import (
     stand_in_photo,
     suspects_gallery,
 )
-from .costs import FAITHFULNESS_RANDOM_ORDERS, FAITHFULNESS_STEPS, Cost, cost_preview, faithfulness_passes, passes_cost
+from .costs import (
+    FAITHFULNESS_RANDOM_ORDERS,
+    FAITHFULNESS_STEPS,
+    Cost,
+    PassTimings,
+    cost_preview,
+    cost_text,
+    faithfulness_passes,
+    passes_cost,
+)
 from .map_settings import (
+    DASHBOARD_SIZES,
+    ENGINE_CHOICES,
     FILL_CHOICES,
     MODE_CHOICES,
     SCORE_CHOICES,
@@ -79,6 +93,7 @@ from .networks import (
     OWN_GROUP,
     READY_GROUP,
     STATUS_TEXT,
+    WARM_UP_SIZES,
     CatalogueEntry,
     NetworkChoice,
     catalogue,
@@ -117,11 +132,15 @@ from .pointing import (
     same_box,
     set_pointing_box,
 )
+from .progressive import covers_done, draw_partial, partial_note, refining_caption, show_partial_maps
 from .reports import MAX_REPORTS, report_keys, report_png_cached
 from .result_cache import (
+    MAX_PARTIAL,
     MAX_RESULTS,
     ResultKey,
+    keep_partial,
     last_key,
+    partial_result,
     result_key,
     result_to_show,
     results,
@@ -133,9 +152,12 @@ from .result_cache import (
     top_classes,
 )
 from .runs import (
+    check_pending,
     faithfulness_button,
+    queue_check,
     run_faithfulness_with_progress,
     run_map_with_progress,
+    run_pending_checks,
     run_sanity_with_progress,
     show_stopped_run,
     stop_button,
@@ -145,9 +167,11 @@ from .session import (
     K_ACTIVE,
     K_BOX_INPUTS,
     K_BOXES,
+    K_CHECKS,
     K_LAST,
     K_LOADED,
     K_NETWORK,
+    K_PARTIAL,
     K_PHOTOS,
     K_REPORTS,
     K_RESULTS,
@@ -174,8 +198,10 @@ from .trust import agreement_numbers, approximate_note, describe_result, stabili
 __all__ = [
     "BOX_EDGES",
     "COLOUR_KEY",
+    "DASHBOARD_SIZES",
     "DEFAULT_NETWORK",
     "DIFFERENCE_KEY",
+    "ENGINE_CHOICES",
     "FAITHFULNESS_RANDOM_ORDERS",
     "FAITHFULNESS_STEPS",
     "FILL_CHOICES",
@@ -184,9 +210,11 @@ __all__ = [
     "K_ACTIVE",
     "K_BOXES",
     "K_BOX_INPUTS",
+    "K_CHECKS",
     "K_LAST",
     "K_LOADED",
     "K_NETWORK",
+    "K_PARTIAL",
     "K_PHOTOS",
     "K_REPORTS",
     "K_RESULTS",
@@ -198,6 +226,7 @@ __all__ = [
     "K_UPLOADER",
     "K_UPLOAD_MESSAGES",
     "MASK_CHOICES",
+    "MAX_PARTIAL",
     "MAX_REPORTS",
     "MAX_RESULTS",
     "MISSING",
@@ -212,11 +241,13 @@ __all__ = [
     "STATUS_TEXT",
     "STRIDE_CHOICES",
     "THUMBNAIL_SIDE",
+    "WARM_UP_SIZES",
     "CatalogueEntry",
     "Cost",
     "MapSettings",
     "MethodSettings",
     "NetworkChoice",
+    "PassTimings",
     "PhotoEntry",
     "ResultKey",
     "RiseChoice",
@@ -233,14 +264,19 @@ __all__ = [
     "box_from_selection",
     "box_inputs",
     "catalogue",
+    "check_pending",
     "choice_labels",
     "colour_key",
     "cost_preview",
+    "cost_text",
+    "covers_done",
     "describe_result",
     "describe_settings",
+    "draw_partial",
     "faithfulness_button",
     "faithfulness_passes",
     "is_loaded",
+    "keep_partial",
     "label_for",
     "last_key",
     "load_network",
@@ -254,10 +290,14 @@ __all__ = [
     "network_choice",
     "passes_cost",
     "page_inputs",
+    "partial_note",
+    "partial_result",
     "percent",
     "photos",
     "plain",
     "pointing_box",
+    "queue_check",
+    "refining_caption",
     "remove_photo",
     "report_keys",
     "report_method_keys",
@@ -270,6 +310,7 @@ __all__ = [
     "run_lines",
     "run_map_with_progress",
     "run_methods",
+    "run_pending_checks",
     "run_sanity",
     "run_sanity_with_progress",
     "same_box",
@@ -286,6 +327,7 @@ __all__ = [
     "set_target",
     "settings",
     "show_error",
+    "show_partial_maps",
     "show_run_summary",
     "show_stopped_run",
     "show_upload_messages",

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import streamlit as st
 
-from ..windows import DEFAULT_SIZES, DEFAULT_STRIDE
+from ..windows import DEFAULT_STRIDE
 from .session import K_SETTINGS, state
 
 if TYPE_CHECKING:
@@ -32,11 +32,10 @@ SCORE_CHOICES: dict[str, str] = {
     "sigmoid": "sigmoid (multi-label, pp)",
     "similarity": "similarity (whole output vector)",
 }  # the Map page offers those that fit network A's outputs (sensmap.ui.score_views)
-MODE_CHOICES: dict[str, str] = {
-    "exact": "exact",
-    "incremental": "incremental (same map, faster after the first)",
-    "fast": "fast (approximate, 2–3× fewer passes)",
-}
+MODE_CHOICES: dict[str, str] = {"exact": "Exact", "fast": "Fast, approximate"}  # which windows are measured
+ENGINE_CHOICES: dict[str, str] = {"auto": "Auto", "dense": "Dense", "incremental": "Incremental"}  # how
+#: The dashboard's default map: detailed (down to 1/16 of the side: 1,244 windows on a 224 px network), exact, auto.
+DASHBOARD_SIZES: tuple[float, ...] = (1 / 2, 1 / 4, 1 / 8, 1 / 16)
 
 
 @dataclass(frozen=True)
@@ -50,12 +49,13 @@ class MapSettings:
 
     method = "occlusion"
 
-    sizes: tuple[float, ...] = DEFAULT_SIZES
+    sizes: tuple[float, ...] = DASHBOARD_SIZES
     stride: float = DEFAULT_STRIDE
     fill: str = "gray"  # a name of FILL_CHOICES; "custom" uses colour
     colour: str = "#808080"
     score: str = "probability"
-    mode: str = "exact"  # a key of MODE_CHOICES (sensmap.result.MODES)
+    mode: str = "exact"  # a key of MODE_CHOICES: which windows are measured
+    engine: str = "auto"  # a key of ENGINE_CHOICES: how each measured window is computed
 
     def fill_value(self) -> str | tuple[float, float, float]:
         if self.fill != "custom":
@@ -65,7 +65,10 @@ class MapSettings:
 
     def options(self) -> dict[str, Any]:
         """The occlusion settings by :func:`sensmap.sensitivity_map`'s keyword names (no target)."""
-        return dict(sizes=self.sizes, stride=self.stride, fill=self.fill_value(), score=self.score, mode=self.mode)
+        return dict(
+            sizes=self.sizes, stride=self.stride, fill=self.fill_value(), score=self.score, mode=self.mode,
+            engine=self.engine,
+        )  # fmt: skip
 
     def kwargs(self, target: int | None = None) -> dict[str, Any]:
         return {**self.options(), "target": target}
@@ -77,15 +80,20 @@ class MapSettings:
         return plan_passes(network, self.sizes, self.stride, self.mode)
 
     def compute(self, network: Network, image: Any, target: int, progress: Callable[[int, int], None],
-                cancel: Callable[[], bool] | None) -> SensitivityResult:  # fmt: skip
-        """The occlusion map (:func:`sensmap.sensitivity_map`, looked up when called)."""
+                cancel: Callable[[], bool] | None,
+                on_partial: Callable[[SensitivityResult], Any] | None = None) -> SensitivityResult:  # fmt: skip
+        """The occlusion map (:func:`sensmap.sensitivity_map`, looked up when called); ``on_partial`` gets each
+        partial map as it refines."""
         from ..engine import sensitivity_map
 
-        return sensitivity_map(network, image, **self.kwargs(target), progress=progress, cancel=cancel)
+        return sensitivity_map(
+            network, image, **self.kwargs(target), progress=progress, cancel=cancel, on_partial=on_partial
+        )
 
     @property
     def key(self) -> tuple:
-        return (tuple(round(s, 6) for s in self.sizes), round(self.stride, 6), self.fill_value(), self.score, self.mode)
+        sizes = tuple(round(s, 6) for s in self.sizes)
+        return (sizes, round(self.stride, 6), self.fill_value(), self.score, self.mode, self.engine)
 
 
 def label_for(choices: dict[str, Any], value: Any) -> str:
@@ -104,8 +112,9 @@ def set_settings(value: MapSettings) -> None:
 
 
 def describe_settings(value: MapSettings) -> str:
-    """One line about the settings, e.g. ``covers 1/2, 1/4 · stride 1/2 · fill gray · probability``."""
+    """One line about the settings, e.g. ``covers 1/2, 1/4 · stride 1/2 · fill gray · probability · exact, auto
+    engine``."""
     covers = ", ".join(label_for(SIZE_CHOICES, s) for s in value.sizes)
     fill = value.colour if value.fill == "custom" else value.fill
-    mode = "" if value.mode == "exact" else f" · {value.mode} mode"
-    return f"covers {covers} · stride {label_for(STRIDE_CHOICES, value.stride)} · fill {fill} · {value.score}{mode}"
+    how = f"{MODE_CHOICES[value.mode].lower()}, {value.engine} engine"
+    return f"covers {covers} · stride {label_for(STRIDE_CHOICES, value.stride)} · fill {fill} · {value.score} · {how}"

@@ -137,7 +137,7 @@ def run_methods(
     found = []
     block = None
     for value in values:
-        result = run_map_with_progress(choice, network, photo, value, target, block=block)
+        result = run_map_with_progress(choice, network, photo, value, target, queue=False)
         if result is None:
             return None
         block = shared_block([result]) if block is None else block

@@ -21,6 +21,7 @@ from ..registry import (
     weights_dir_from_env,
     weights_status,
 )
+from .map_settings import DASHBOARD_SIZES, SIZE_CHOICES
 from .session import K_LOADED, K_NETWORK, state
 from .text import plain, show_error
 
@@ -179,16 +180,32 @@ def set_network_choice(role: str, choice: NetworkChoice | None) -> None:
     st.session_state[K_NETWORK[role]] = choice
 
 
+#: The cover sizes the incremental engine is prepared for: the dashboard's defaults first (coarsest first, as a
+#: map runs them), then the other sizes offered.
+WARM_UP_SIZES: tuple[float, ...] = tuple(
+    dict.fromkeys([*DASHBOARD_SIZES, *sorted(SIZE_CHOICES.values(), reverse=True)])
+)
+
+
 @st.cache_resource(show_spinner=False, max_entries=4)
 def cached_network(choice: NetworkChoice) -> Network:
-    """The loaded network, one for all sessions (read-only after loading); pages use :func:`load_network`."""
-    return choice.load()
+    """The loaded network, one for all sessions (read-only after loading); pages use :func:`load_network`.
+
+    Loading starts the network's incremental-engine warm-up for every cover size offered
+    (:func:`sensmap.prepare_incremental`: a background thread, once per loaded network, shared by all sessions);
+    until it is ready, ``engine="auto"`` maps run the covers not traced yet densely."""
+    from ..engine import prepare_incremental
+
+    network = choice.load()
+    prepare_incremental(network, WARM_UP_SIZES)
+    return network
 
 
 def load_network(choice: NetworkChoice) -> Network | None:
     """The loaded network (cached for all sessions), or None after showing why it failed.
 
-    While ImageNet weights download, an ``st.status`` says so; errors appear with :func:`show_error`.
+    While ImageNet weights download, an ``st.status`` says so; errors appear with :func:`show_error`. A loaded
+    network's incremental engine starts preparing in the background (:func:`cached_network`).
     """
     loaded = state(K_LOADED, set)
     try:

@@ -1,7 +1,11 @@
-"""The session's finished maps (keyed by photo, network, method, settings and class) and the classes they explain.
+"""The session's maps (keyed by photo, network, method, settings and class) and the classes they explain.
 
-Occlusion maps (the Map page's) and the Methods page's Grad-CAM and RISE maps share one cache; only occlusion maps
-become a photo and network's "last finished map" (the Map page shows it, with views that need windows)."""
+Occlusion maps (the Map page's) and the Methods page's Grad-CAM and RISE maps share one cache of finished maps,
+``sensmap.results``; only occlusion maps become a photo and network's "last finished map" (the Map page shows it,
+with views that need windows). The last partial map of a stopped run (marked ``result.partial``) stays in
+``sensmap.partial`` until the same map finishes. Only finished maps count as ready, go into reports and
+comparisons, and get a faithfulness check.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from typing import TYPE_CHECKING
 import streamlit as st
 
 from ..errors import SensmapError
-from .session import K_LAST, K_RESULTS, K_TARGETS, K_TOP, state
+from .session import K_LAST, K_PARTIAL, K_RESULTS, K_TARGETS, K_TOP, state
 
 if TYPE_CHECKING:
     from ..models import Network
@@ -22,6 +26,7 @@ if TYPE_CHECKING:
     from .photo_store import PhotoEntry
 
 MAX_RESULTS = 24
+MAX_PARTIAL = 4
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,8 @@ def results() -> dict[ResultKey, SensitivityResult]:
 
 
 def store_result(key: ResultKey, result: SensitivityResult) -> None:
+    """Keep a finished map (the most recent :data:`MAX_RESULTS`); it replaces the key's partial map."""
+    state(K_PARTIAL, dict).pop(key, None)
     store = results()
     store.pop(key, None)
     store[key] = result
@@ -91,11 +98,28 @@ def store_result(key: ResultKey, result: SensitivityResult) -> None:
         state(K_LAST, dict)[(key.photo, key.network)] = key
 
 
+def keep_partial(key: ResultKey, result: SensitivityResult) -> None:
+    """Keep the latest partial map of a run (``result.partial``; the most recent :data:`MAX_PARTIAL` keys)."""
+    store = state(K_PARTIAL, dict)
+    store.pop(key, None)
+    store[key] = result
+    while len(store) > MAX_PARTIAL:
+        del store[next(iter(store))]
+
+
+def partial_result(key: ResultKey) -> SensitivityResult | None:
+    """The partial map a stopped run left for ``key`` (None when there is none, or the map finished)."""
+    return st.session_state.get(K_PARTIAL, {}).get(key)
+
+
 def result_to_show(key: ResultKey) -> tuple[SensitivityResult | None, bool]:
-    """``(result, exact)``: the map for ``key``, else the last finished one of this photo and network."""
+    """``(result, exact)``: the map for ``key`` — finished, else the partial map of a stopped run (its
+    ``partial`` is true) — else the last finished one of this photo and network (``exact`` false)."""
     store = results()
     if key in store:
         return store[key], True
+    if (partial := partial_result(key)) is not None:
+        return partial, True
     last = st.session_state.get(K_LAST, {}).get((key.photo, key.network))
     return (store[last], False) if last in store else (None, False)
 

@@ -2,17 +2,23 @@
 
 Stopping: any click (Stop, a changed setting, another page) makes Streamlit (``runner.fastReruns``,
 the default) ask the running script to stop and start the next run at once in a new thread. The old
-run stops at its next Streamlit call — the progress update after the batch being computed, or any
-``st.session_state`` access, so a stopped run never writes into the session (not even a map whose
-last batch was running) — and its batch, ``tf.data`` iterator and partial outputs are dropped
-(:func:`sensmap.engine.predict_batches`).
+run stops at its next Streamlit call — the progress update after the batch being computed, the drawing
+of a partial map, or any ``st.session_state`` access — and its batch, ``tf.data`` iterator and outputs
+are dropped (:func:`sensmap.engine.predict_batches`). What it keeps is the last partial map it drew
+(stored as it is drawn, marked ``partial``; :func:`sensmap.ui.result_cache.keep_partial`), never a map
+stored as finished unless it finished.
 
-Every finished map also gets ``faithfulness`` (:func:`sensmap.faithfulness`, run through the same
-progress bar) in its ``metadata``, beside the numbers of :mod:`sensmap.ui.trust`. Maps are described by
-their settings: the Map page's :class:`~sensmap.ui.map_settings.MapSettings` (occlusion) or the Methods page's
-:class:`~sensmap.ui.methods.MethodSettings` (Grad-CAM, RISE); both name their ``method``, cache ``key``,
-``options``, ``passes`` and how to ``compute`` the map. The randomisation check
-(:func:`sensmap.randomisation_check`) keeps its numbers in the map's ``metadata["sanity"]``.
+A map is drawn while it refines (each cover size, coarsest first; :mod:`sensmap.ui.progressive`). A
+finished map is stored with the numbers of :mod:`sensmap.ui.trust` and its faithfulness check
+(:func:`sensmap.faithfulness`) is queued; the page reruns to draw the map, then runs the queued checks
+at its end (:func:`run_pending_checks`) with their own progress bar and Stop. The check never delays the
+map, and stopping it keeps the map (:func:`faithfulness_button` then offers the check again).
+
+Maps are described by their settings: the Map page's :class:`~sensmap.ui.map_settings.MapSettings` (occlusion) or
+the Methods page's :class:`~sensmap.ui.methods.MethodSettings` (Grad-CAM, RISE); both name their ``method``, cache
+``key``, ``options``, ``passes`` and how to ``compute`` the map. The Methods page runs its maps' checks itself,
+against one shared random baseline. The randomisation check (:func:`sensmap.randomisation_check`) keeps its numbers
+in the map's ``metadata["sanity"]``.
 """
 
 from __future__ import annotations
@@ -25,9 +31,10 @@ import streamlit as st
 
 from ..errors import CancelledError, SensmapError
 from ..result import METHOD_LABELS
-from .costs import FAITHFULNESS_RANDOM_ORDERS, FAITHFULNESS_STEPS, faithfulness_passes
-from .result_cache import result_key, results, store_result
-from .session import K_RUNNING
+from .costs import FAITHFULNESS_RANDOM_ORDERS, FAITHFULNESS_STEPS, StageClock, faithfulness_passes
+from .progressive import covers_done, draw_partial
+from .result_cache import keep_partial, result_key, results, store_result
+from .session import K_CHECKS, K_RUNNING, state
 from .text import plain, show_error
 from .trust import describe_result
 
@@ -38,6 +45,9 @@ if TYPE_CHECKING:
     from .methods import MethodSettings
     from .networks import NetworkChoice
     from .photo_store import PhotoEntry
+    from .result_cache import ResultKey
+
+MAX_QUEUED_CHECKS = 8
 
 
 def run_map_with_progress(
@@ -47,39 +57,92 @@ def run_map_with_progress(
     value: MapSettings | MethodSettings,
     target: int,
     *,
+    preview: Any = None,
     cancel: Callable[[], bool] | None = None,
-    block: int | None = None,
+    queue: bool = True,
 ) -> SensitivityResult | None:
-    """Compute (or fetch) one map and its faithfulness check with a progress bar; None when the map
-    failed or was stopped. ``value``: the map's method and settings; ``block``: the side of the random patches of
-    the faithfulness check (default: the map's ``detail_px``; the Methods page gives all maps the same).
+    """Compute (or fetch) one map with a progress bar, drawing it into ``preview`` (an ``st.empty``) as it
+    refines; None when the map failed or was stopped. ``value``: the map's method and settings. ``queue``: queue its
+    faithfulness check for the end of the page (:func:`run_pending_checks`; the Methods page checks its maps itself,
+    against one shared baseline).
 
     The progress callback updates the bar, and every Streamlit call is a point where a pending
     stop (the Stop button, or any other click; see the module notes) interrupts the script;
     ``sensmap.running`` then stays set and the next run reports the stop (:func:`show_stopped_run`).
     ``cancel`` (a callable returning True to stop) ends the run with
-    :class:`~sensmap.errors.CancelledError`.
-    Finished maps go into the session's result cache (with their story, stability and pointing
-    numbers, see :func:`describe_result`) before the faithfulness check runs, so stopping the check
-    keeps the map; failures leave earlier results as they are.
+    :class:`~sensmap.errors.CancelledError`. Each partial map is kept (marked partial) as it is drawn, so
+    a stop keeps the last one. A finished map goes into the session's result cache (with its story,
+    stability and pointing numbers, see :func:`describe_result`) and its faithfulness check is queued
+    for :func:`run_pending_checks`; failures leave earlier results as they are.
     """
     key = result_key(choice, photo, value, target)
     if key in results():
         return results()[key]
-    map_passes = value.passes(network)
-    run = _RunProgress(_run_label(choice, photo, value.method), map_passes + faithfulness_passes(), "map")
+    label = _run_label(choice, photo, value.method)
+    run = _RunProgress(label, value.passes(network), "map")
+    clock = StageClock(choice)
+
+    def keep(partial: SensitivityResult) -> None:
+        keep_partial(key, partial)
+        run.running["partial"] = covers_done(partial, value.sizes)
+
+    def on_partial(result: SensitivityResult) -> None:
+        clock.stage(result)
+        if result.partial:
+            keep(result)
+            if preview is not None:
+                draw_partial(preview, label, photo, result, value.sizes)
+        clock.resume()
+
+    refining = {"on_partial": on_partial} if value.method == "occlusion" else {}
     result = None
     with _reporting(run):
-        result = value.compute(network, photo.image, target, progress=run.phase("map", 0), cancel=cancel)
+        try:
+            result = value.compute(network, photo.image, target, run.phase("map", 0), cancel, **refining)
+        except CancelledError as exc:
+            if getattr(exc, "partial", None) is not None:
+                keep(exc.partial)
+            raise
         store_result(key, result)
         describe_result(key, result)
-        _check_faithfulness(network, photo, result, run.phase("faithfulness check", map_passes), cancel, block)
+        if queue:
+            queue_check(key)
     return result
 
 
 def _run_label(choice: NetworkChoice, photo: PhotoEntry, method: str) -> str:
     """``MobileNetV2 on cat.jpg``, with the method when it is not occlusion: ``… (RISE)``."""
     return f"{choice.label} on {photo.name}" + ("" if method == "occlusion" else f" ({METHOD_LABELS[method]})")
+
+
+def queue_check(key: ResultKey) -> None:
+    """Queue the faithfulness check of a finished map (run by :func:`run_pending_checks` once it is drawn)."""
+    queued = state(K_CHECKS, dict)
+    queued[key] = True
+    while len(queued) > MAX_QUEUED_CHECKS:
+        del queued[next(iter(queued))]
+
+
+def check_pending(key: ResultKey) -> bool:
+    """Whether the map's faithfulness check is queued (it runs at the end of the page that shows the map)."""
+    return key in st.session_state.get(K_CHECKS, {})
+
+
+def run_pending_checks(photo: PhotoEntry, jobs: Sequence[tuple[NetworkChoice, Network, ResultKey]]) -> None:
+    """Run the queued faithfulness checks of these maps, one after the other, with a progress bar and a Stop
+    button; when all are done, rerun the page so their numbers show. Call it at the end of a page, after the maps
+    are drawn. A check leaves the queue as it starts: a stop keeps the map, and :func:`faithfulness_button`
+    offers the check again."""
+    queued = state(K_CHECKS, dict)
+    todo = [(choice, network, key) for choice, network, key in jobs if queued.pop(key, None) and key in results()]
+    todo = [job for job in todo if "faithfulness" not in results()[job[2]].metadata]
+    if not todo:
+        return
+    stop = stop_button()
+    numbers = [run_faithfulness_with_progress(choice, network, photo, results()[key]) for choice, network, key in todo]
+    stop.empty()
+    if all(n is not None for n in numbers):
+        st.rerun()
 
 
 def run_faithfulness_with_progress(
@@ -91,8 +154,8 @@ def run_faithfulness_with_progress(
     cancel: Callable[[], bool] | None = None,
     block: int | None = None,
 ) -> dict | None:
-    """The faithfulness check of a finished map (when its automatic run was stopped, or against random patches of
-    side ``block``), with a progress bar; None when it failed or was stopped."""
+    """The faithfulness check of a finished map (queued, see :func:`run_pending_checks`, or against random patches
+    of side ``block`` for the Methods page), with a progress bar; None when it failed or was stopped."""
     label = _run_label(choice, photo, result.method)
     run = _RunProgress(label, faithfulness_passes(), "faithfulness check")
     numbers = None
@@ -130,16 +193,13 @@ def run_sanity_with_progress(
     return finished
 
 
-def faithfulness_button(
-    choice: NetworkChoice, network: Network, photo: PhotoEntry, result: SensitivityResult, key: str
-) -> None:
-    """For a map without faithfulness numbers (its check was stopped): a button that runs the check."""
-    if st.button(f"Check faithfulness ({faithfulness_passes()} forward passes)", key=key, icon=":material/rule:"):
-        stop = stop_button()
-        numbers = run_faithfulness_with_progress(choice, network, photo, result)
-        stop.empty()
-        if numbers is not None:
-            st.rerun()
+def faithfulness_button(key: ResultKey, widget_key: str) -> None:
+    """For a finished map without faithfulness numbers (its check was stopped): a button that queues the check
+    (the page then runs it at its end, :func:`run_pending_checks`)."""
+    st.button(
+        f"Check faithfulness ({faithfulness_passes()} forward passes)", key=widget_key, icon=":material/rule:",
+        on_click=queue_check, args=(key,),
+    )  # fmt: skip
 
 
 def stop_button() -> Any:
@@ -231,6 +291,16 @@ def _check_faithfulness(
 def _stopped_text(running: dict) -> str:
     phase = running.get("phase", "map")
     where = f"after {running['done']:,} of {running['total']:,} forward passes"
+    if phase == "map" and running.get("partial"):
+        return (
+            f"Stopped: the map of {running['label']} was interrupted {where}. Its partial map "
+            f"({running['partial']}) is kept and marked partial; press Run to complete it."
+        )
+    if phase == "map" and running.get("partial"):
+        return (
+            f"Stopped: the map of {running['label']} was interrupted {where}. Its partial map "
+            f"({running['partial']}) is kept and marked partial; press Run to complete it."
+        )
     if phase == "map":
         return (
             f"Stopped: the map of {running['label']} was interrupted {where}. "
@@ -239,7 +309,7 @@ def _stopped_text(running: dict) -> str:
     if phase == "faithfulness check":
         return (
             f"Stopped: the {phase} of {running['label']} was interrupted {where}. "
-            "The map is kept; run the check from its Faithfulness tab (or Run on the Methods page)."
+            "The map is kept; its Check faithfulness button runs the check again (or Run on the Methods page)."
         )
     return (
         f"Stopped: the {phase} of {running['label']} was interrupted {where}. "

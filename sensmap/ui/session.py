@@ -15,6 +15,9 @@ of :mod:`sensmap.ui.costs`).
 * ``sensmap.results``: ``{ResultKey: SensitivityResult}`` (most recent :data:`MAX_RESULTS`; occlusion maps and
   the Methods page's Grad-CAM and RISE maps); ``sensmap.last``: ``{(sha256, network key): ResultKey}`` of the last
   finished occlusion map. A map's randomisation check is kept in its ``metadata["sanity"]``.
+* ``sensmap.partial``: ``{ResultKey: SensitivityResult}`` the last partial map of a stopped run (marked partial),
+  until the map finishes; ``sensmap.checks``: the ResultKeys of finished maps whose faithfulness check is
+  waiting to run (it runs after the map is drawn).
 * ``sensmap.rise``: the Methods page's :class:`RiseChoice` (RISE masks, grid and seed).
 * ``sensmap.running``: set while a map runs, removed when it ends; still set on the next run
   means the run was interrupted (Stop, or any other click) — see :func:`show_stopped_run`.
@@ -41,6 +44,8 @@ K_TARGETS = "sensmap.targets"
 K_TOP = "sensmap.top_classes"
 K_RESULTS = "sensmap.results"
 K_LAST = "sensmap.last"
+K_PARTIAL = "sensmap.partial"
+K_CHECKS = "sensmap.checks"
 K_RUNNING = "sensmap.running"
 K_REPORTS = "sensmap.reports"
 K_BOXES = "sensmap.boxes"

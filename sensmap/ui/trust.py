@@ -84,5 +84,5 @@ def agreement_numbers(photo: PhotoEntry, result_a: SensitivityResult, result_b: 
 def approximate_note(result: SensitivityResult) -> str:
     """The warning shown over an approximate map: how it is approximate
     (:attr:`~sensmap.SensitivityResult.approximation_note`: fast mode's measured windows, RISE's masks)."""
-    advice = " Run it in exact or incremental mode before relying on details." if result.windowed else ""
+    advice = " Run it with exact windows before relying on details." if result.windowed else ""
     return f"Approximate {result.method_label} map: {result.approximation_note}.{advice}"

@@ -496,14 +496,7 @@ def sensitivity_map(
             else None,
             metadata={
                 **metadata,
-                "softmax_applied": network.softmax_applied,
-                "sigmoid_applied": network.sigmoid_applied,
-                "output_kind": network.output_kind,
-                "network_notes": list(network.notes),
-                "preprocess": network.preprocess_name,
-                "weights": network.weights,
-                "model_source": network.source,
-                "photo": {"source": photo.source, "sha256": photo.sha256, "notes": list(photo.notes)},
+                **provenance(network, photo),
                 "batch_size": batch_size,
                 "timings_s": {
                     "prepare": prepared - started,
@@ -511,8 +504,6 @@ def sensitivity_map(
                     "total": finished - started,
                 },
                 "passes_per_s": passes / max(finished - prepared, 1e-9),
-                "versions": versions(),
-                "device": "GPU" if tf.config.list_logical_devices("GPU") else "CPU",
             },
         )
 

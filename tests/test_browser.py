@@ -42,13 +42,18 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def streamlit_server(weights_dir: Path, log_name: str = "server.log") -> Iterator[tuple[str, subprocess.Popen]]:
-    """``streamlit run app.py`` on a free port of 127.0.0.1 with the shared weights: ``(url, process)``; stopped
-    afterwards. The process is the server itself (its RSS is the dashboard's memory)."""
+def streamlit_server(
+    weights_dir: Path, log_name: str = "server.log", models_dir: Path | None = None
+) -> Iterator[tuple[str, subprocess.Popen]]:
+    """``streamlit run app.py`` on a free port of 127.0.0.1 with the shared weights (and the operator's own models in
+    ``models_dir``, if given): ``(url, process)``; stopped afterwards. The process is the server itself (its RSS is
+    the dashboard's memory)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     port = free_port()
     env = {**os.environ, "SENSMAP_WEIGHTS_DIR": str(weights_dir), "TF_CPP_MIN_LOG_LEVEL": "2"}
     env.pop("SENSMAP_MODELS_DIR", None)
+    if models_dir is not None:
+        env["SENSMAP_MODELS_DIR"] = str(models_dir)
     command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.address", "127.0.0.1",
                "--server.port", str(port), "--server.headless", "true"]  # fmt: skip
     log = open(ARTIFACTS / log_name, "w")  # noqa: SIM115 - closed in finally
@@ -343,3 +348,58 @@ def test_audit_page_opens_the_image_where_two_networks_differ_most(shared_weight
         compare.scroll_into_view_if_needed()
         page.screenshot(path=ARTIFACTS / "audit-compare.png")
         assert str(tmp_path) not in page.content()
+
+
+def test_an_onnx_model_from_the_operators_folder_is_mapped_and_compared_with_a_keras_network(
+    shared_weights_dir, tmp_path
+):
+    """An ONNX export (NCHW input, sidecar) beside its Keras original in SENSMAP_MODELS_DIR: chosen as network A in
+    the browser, compared with the Keras network on one colour scale."""
+    from conftest import build_random_cnn
+    from onnx_builders import keras_to_onnx, write_sidecar
+    from playwright.sync_api import expect
+
+    shapes = ["circle", "square", "triangle"]
+    model = build_random_cnn(48, 64, classes=3, seed=4)
+    model.save(tmp_path / "shapes.keras")
+    (tmp_path / "shapes.txt").write_text("\n".join(shapes) + "\n", encoding="utf-8")
+    keras_to_onnx(model, tmp_path / "shapes_torch.onnx", nchw=True)
+    write_sidecar(tmp_path / "shapes_torch.onnx", preprocess="none", output="classes", labels=shapes)
+    with streamlit_server(shared_weights_dir, "onnx-server.log", tmp_path) as (url, _), launch_chromium() as browser:
+        page = browser.new_page(viewport=VIEWPORT)
+        page.set_default_timeout(STEP_TIMEOUT_MS)
+
+        def idle() -> None:
+            page.wait_for_timeout(500)  # the rerun request reaches the server
+            expect(page.get_by_test_id("stApp")).to_have_attribute("data-test-script-state", "notRunning")
+
+        def open_page(title: str) -> None:
+            page.get_by_test_id("stSidebarNav").get_by_role("link", name=title, exact=True).click()
+            expect(page.get_by_role("heading", level=1).first).to_contain_text(title)
+            idle()
+
+        def choose(label: str, option: str) -> None:
+            box = page.get_by_test_id("stSelectbox").filter(has_text=label)
+            box.locator("input").click()
+            page.keyboard.type(option)
+            page.get_by_role("option", name=re.compile(re.escape(option))).first.click()
+            idle()
+
+        page.goto(url)
+        expect(page.get_by_role("heading", level=1).first).to_contain_text("sensmap")
+        open_page("Photos")
+        page.get_by_test_id("stFileUploader").locator("input[type=file]").set_input_files(str(shared_photo("owl.jpg")))
+        expect(page.get_by_test_id("stAlertContentSuccess")).to_contain_text("added owl.jpg")
+        idle()
+        open_page("Networks")
+        choose("Network A", "shapes_torch (own model, ONNX)")
+        expect(page.get_by_text(re.compile(r"shapes_torch \(own model, ONNX\): loaded"))).to_be_visible()
+        choose("Network B", "shapes (own model)")
+        expect(page.get_by_text(re.compile(r"shapes \(own model\): loaded"))).to_be_visible()
+        open_page("Compare")
+        page.get_by_role("button", name=re.compile("Run comparison")).click()
+        expect(page.get_by_test_id("stMetric").filter(has_text="Spearman rank correlation")).to_be_visible()
+        chart = page.get_by_test_id("stPlotlyChart").filter(has_text="Two networks, one colour scale")
+        expect(chart.locator(".js-plotly-plot .main-svg").first).to_be_visible()
+        page.screenshot(path=ARTIFACTS / "onnx-compare.png", full_page=True)
+        assert not page.get_by_test_id("stException").count()

@@ -344,10 +344,10 @@ def test_a_map_is_drawn_as_it_refines_then_stored_exact_and_then_checked(monkeyp
     then the final map; its faithfulness check starts only once the final map is stored and drawn. The stored map
     equals the exact dense map."""
     import sensmap
-    from sensmap import engine, render
+    from sensmap import faithful, render
 
     events: list[tuple] = []
-    real_overlay, real_check = render.overlay_figure, engine.faithfulness
+    real_overlay, real_check = render.overlay_figure, faithful.faithfulness
 
     def overlay(photo, result, **kwargs):
         events.append(("overlay", result.partial, result.sizes))
@@ -359,7 +359,7 @@ def test_a_map_is_drawn_as_it_refines_then_stored_exact_and_then_checked(monkeyp
         return real_check(model, image, result, **kwargs)
 
     monkeypatch.setattr(render, "overlay_figure", overlay)
-    monkeypatch.setattr(engine, "faithfulness", check)
+    monkeypatch.setattr(faithful, "faithfulness", check)
     at = small_network_map_page()
     button(at, "Run map").click().run()
     assert not at.exception and not errors(at), errors(at)
@@ -441,10 +441,10 @@ def test_a_stopped_map_is_shown_marked_partial_until_run_map_completes_it(monkey
 
 @pytest.mark.slow
 def test_stopping_the_faithfulness_check_keeps_the_map_and_offers_the_check_again(monkeypatch):
-    from sensmap import engine
+    from sensmap import faithful
     from sensmap.errors import CancelledError
 
-    real_check, calls = engine.faithfulness, []
+    real_check, calls = faithful.faithfulness, []
 
     def stopped_once(*args, **kwargs):
         calls.append(1)
@@ -452,7 +452,7 @@ def test_stopping_the_faithfulness_check_keeps_the_map_and_offers_the_check_agai
             raise CancelledError("stopped (test)")
         return real_check(*args, **kwargs)
 
-    monkeypatch.setattr(engine, "faithfulness", stopped_once)
+    monkeypatch.setattr(faithful, "faithfulness", stopped_once)
     at = add_sample(open_app())
     run_small_map(at)
     assert any(w.value.replace("\\", "").startswith("Stopped: the faithfulness check of") for w in at.warning)

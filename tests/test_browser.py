@@ -9,6 +9,7 @@ to the first overlay, the final map and the faithfulness numbers to ``test-artif
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import os
@@ -84,6 +85,32 @@ def streamlit_server(
         log.close()
 
 
+def wait_idle(page) -> None:
+    """Wait until the script run started by the last action is over."""
+    from playwright.sync_api import expect
+
+    page.wait_for_timeout(500)  # the rerun request reaches the server
+    expect(page.get_by_test_id("stApp")).to_have_attribute("data-test-script-state", "notRunning")
+
+
+def open_page_in(page, title: str) -> None:
+    """Open a dashboard page from the sidebar and wait for its script run."""
+    from playwright.sync_api import expect
+
+    page.get_by_test_id("stSidebarNav").get_by_role("link", name=title, exact=True).click()
+    expect(page.get_by_role("heading", level=1).first).to_contain_text(title)
+    wait_idle(page)
+
+
+def choose_in(page, label: str, option: str) -> None:
+    """Pick ``option`` in the select box labelled ``label`` (typing to search) and wait for the rerun."""
+    box = page.get_by_test_id("stSelectbox").filter(has_text=label)
+    box.locator("input").click()
+    page.keyboard.type(option)
+    page.get_by_role("option", name=re.compile(re.escape(option))).first.click()
+    wait_idle(page)
+
+
 @pytest.fixture
 def server(shared_weights_dir: Path):
     """The dashboard's URL (see :func:`streamlit_server`)."""
@@ -156,10 +183,7 @@ def test_upload_map_compare_and_download_the_report(server: str):
         page.set_default_timeout(STEP_TIMEOUT_MS)
         steps = iter(range(1, 100))
 
-        def idle() -> None:
-            """Wait until the script run started by the last action is over."""
-            page.wait_for_timeout(500)  # the rerun request reaches the server
-            expect(page.get_by_test_id("stApp")).to_have_attribute("data-test-script-state", "notRunning")
+        idle, open_page, choose = (functools.partial(step, page) for step in (wait_idle, open_page_in, choose_in))
 
         def shot(name: str) -> None:
             """Screenshot the whole page: Streamlit scrolls inside its main area, so grow the viewport."""
@@ -172,18 +196,6 @@ def test_upload_map_compare_and_download_the_report(server: str):
             page.wait_for_timeout(800)  # Plotly redraws at the new size
             page.screenshot(path=ARTIFACTS / f"{next(steps):02d}-{name}.png", full_page=True)
             page.set_viewport_size(VIEWPORT)
-
-        def open_page(title: str) -> None:
-            page.get_by_test_id("stSidebarNav").get_by_role("link", name=title, exact=True).click()
-            expect(page.get_by_role("heading", level=1).first).to_contain_text(title)
-            idle()
-
-        def choose(label: str, option: str) -> None:
-            box = page.get_by_test_id("stSelectbox").filter(has_text=label)
-            box.locator("input").click()
-            page.keyboard.type(option)
-            page.get_by_role("option", name=re.compile(re.escape(option))).first.click()
-            idle()
 
         page.goto(server)
         expect(page.get_by_role("heading", level=1).first).to_contain_text("sensmap")
@@ -369,22 +381,7 @@ def test_an_onnx_model_from_the_operators_folder_is_mapped_and_compared_with_a_k
         page = browser.new_page(viewport=VIEWPORT)
         page.set_default_timeout(STEP_TIMEOUT_MS)
 
-        def idle() -> None:
-            page.wait_for_timeout(500)  # the rerun request reaches the server
-            expect(page.get_by_test_id("stApp")).to_have_attribute("data-test-script-state", "notRunning")
-
-        def open_page(title: str) -> None:
-            page.get_by_test_id("stSidebarNav").get_by_role("link", name=title, exact=True).click()
-            expect(page.get_by_role("heading", level=1).first).to_contain_text(title)
-            idle()
-
-        def choose(label: str, option: str) -> None:
-            box = page.get_by_test_id("stSelectbox").filter(has_text=label)
-            box.locator("input").click()
-            page.keyboard.type(option)
-            page.get_by_role("option", name=re.compile(re.escape(option))).first.click()
-            idle()
-
+        idle, open_page, choose = (functools.partial(step, page) for step in (wait_idle, open_page_in, choose_in))
         page.goto(url)
         expect(page.get_by_role("heading", level=1).first).to_contain_text("sensmap")
         open_page("Photos")

@@ -40,3 +40,12 @@ class CancelledError(SensmapError):
     """
 
     partial = None
+
+
+class QueueFullError(SensmapError):
+    """The dashboard's job queue refuses a job: this session already has the most jobs waiting that the operator
+    allows, or the whole queue is full (``[queue]`` in ``.streamlit/sensmap.toml``)."""
+
+
+class ClusterUnavailableError(SensmapError):
+    """The Ray cluster named by ``SENSMAP_RAY_ADDRESS`` cannot be reached, or went away during a job."""

@@ -1,11 +1,12 @@
 """The operator's settings for serving many users: ``.streamlit/sensmap.toml`` and environment variables.
 
-``[queue]``: ``max_running`` (jobs computing at once; default 1 on a CPU machine, as one job already uses every
-core), ``max_waiting_per_session`` (default 4) and ``max_waiting`` (all sessions together; default 64).
-``[ray]``: ``address`` (a Ray cluster for map jobs; ``SENSMAP_RAY_ADDRESS`` wins), ``actors`` (map actors on the
-cluster, each keeping its networks loaded; default 2), ``cpus_per_actor`` (default 1) and ``connect_timeout_s``
-(default 60). Environment variables ``SENSMAP_QUEUE_MAX_RUNNING``, ``SENSMAP_QUEUE_MAX_WAITING_PER_SESSION``,
-``SENSMAP_QUEUE_MAX_WAITING``, ``SENSMAP_RAY_ACTORS`` override the file; ``SENSMAP_CONFIG`` names another file.
+``[queue]``: ``max_running`` (jobs computing at once on this server; default 1, as one job already uses every CPU
+core; while a Ray cluster serves the jobs, one per actor), ``max_waiting_per_session`` (default 4) and
+``max_waiting`` (all sessions together; default 64). ``[ray]``: ``address`` (a Ray cluster for map jobs;
+``SENSMAP_RAY_ADDRESS`` wins), ``actors`` (map actors on the cluster, each keeping its networks loaded; default 2),
+``cpus_per_actor`` (default 1) and ``connect_timeout_s`` (default 60). Environment variables
+``SENSMAP_QUEUE_MAX_RUNNING``, ``SENSMAP_QUEUE_MAX_WAITING_PER_SESSION``, ``SENSMAP_QUEUE_MAX_WAITING``,
+``SENSMAP_RAY_ACTORS`` override the file; ``SENSMAP_CONFIG`` names another file.
 """
 
 from __future__ import annotations
@@ -47,6 +48,11 @@ class ServingConfig:
     queue: QueueLimits = QueueLimits()
     ray: RaySettings = RaySettings()
     source: str = "defaults"
+
+    def places(self, cluster_ready: bool) -> int:
+        """Jobs computing at once: one per Ray actor while the cluster serves map jobs, else ``[queue]
+        max_running`` on this server."""
+        return self.ray.actors if cluster_ready else self.queue.max_running
 
 
 def _positive(table: dict, name: str, default: float, where: str, kind: type = int) -> float:
@@ -90,9 +96,8 @@ def load_config(path: str | Path | None = None, environ: dict[str, str] | None =
     where = str(file) if file.is_file() else "sensmap settings"
     actors = int(_positive(ray, "actors", RaySettings.actors, where))
     address = str(ray.get("address", "") or "").strip()
-    running_default = actors if address else QueueLimits.max_running
     limits = QueueLimits(
-        max_running=int(_positive(queue, "max_running", running_default, where)),
+        max_running=int(_positive(queue, "max_running", QueueLimits.max_running, where)),
         max_waiting_per_session=int(_positive(queue, "max_waiting_per_session", QueueLimits.max_waiting_per_session,
                                               where)),  # fmt: skip
         max_waiting=int(_positive(queue, "max_waiting", QueueLimits.max_waiting, where)),

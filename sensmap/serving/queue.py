@@ -1,10 +1,11 @@
 """The fair job queue every dashboard session's model work goes through.
 
-One :class:`FairQueue` per server. A session submits a job (a map, a faithfulness or randomisation check) and gets
-a :class:`Ticket`; at most ``max_running`` jobs compute at once and the others wait. Waiting jobs are served by
-start-time fair queuing with one unit per job: a job's *start tag* is the later of the tag being served now and
-the end of its session's previous job, and sessions keep their order within every round. So a session that submits several jobs gets one turn per round, and a
-session that arrives waits behind at most one job of every other session, however many those have queued.
+One :class:`FairQueue` per server. A session submits a job (a map, a faithfulness or randomisation check) and gets a
+:class:`Ticket`; at most ``max_running`` jobs compute at once and the others wait. Waiting jobs are served by start-
+time fair queuing with one unit per job: a job's *start tag* is the later of the tag being served now and the end of
+its session's previous job, and sessions keep their order within every round. So a session that submits several jobs
+gets one turn per round, and a session that arrives waits behind at most one job of every other session, however many
+those have queued.
 
 Positions and expected waits come from the jobs' own estimates (seconds, from the dashboard's measured time per
 forward pass) and, for running jobs, from their progress. Everything here is thread-safe and pure Python.

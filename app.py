@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
+from sensmap import ui
+
 st.set_page_config(page_title="sensmap", page_icon=":material/target:", layout="wide")
 
 pages = [
@@ -16,4 +18,5 @@ pages = [
     st.Page("pages/report.py", title="Report", icon=":material/download:"),
     st.Page("pages/audit.py", title="Audit", icon=":material/dataset:"),
 ]
+ui.collect_uploads()  # photos read since the last run join the session on every page
 st.navigation(pages).run()

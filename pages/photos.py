@@ -9,14 +9,14 @@ from sensmap import SensmapError, ui
 st.title("Photos")
 st.write("Add the photos to explain. They stay in this browser session only.")
 
-files = st.file_uploader(
+st.file_uploader(
     "Drag and drop photos here (JPEG, PNG, WebP, BMP, TIFF or GIF)",
     type=ui.PHOTO_TYPES,
     accept_multiple_files=True,
     key=ui.uploader_key(),
+    on_change=ui.queue_uploads,  # runs on the next run, whichever page it shows: a sent upload is never lost
 )
-if files:
-    ui.add_uploaded_files(files)
+ui.wait_for_uploads()
 ui.show_upload_messages()
 
 with st.expander("Sample photos (CC0)", icon=":material/image:"):

@@ -8,6 +8,7 @@ from sensmap import SensmapError, ui
 from sensmap.report import report_filename, report_html
 
 st.title("Report")
+ui.wait_for_uploads()  # a photo sent just before this page opened is read first
 photo, choice_a, choice_b = ui.active_photo(), ui.network_choice("A"), ui.network_choice("B")
 keys = ui.report_keys(photo, choice_a, choice_b) if photo is not None and choice_a is not None else []
 if not keys:

@@ -112,10 +112,11 @@ from .photo_store import (
     THUMBNAIL_SIDE,
     PhotoEntry,
     active_photo,
+    add_photo,
     add_photo_bytes,
     add_sample_photo,
-    add_uploaded_files,
     photos,
+    prepare_photo,
     remove_photo,
     sample_licence,
     sample_names,
@@ -172,6 +173,7 @@ from .session import (
     K_LOADED,
     K_NETWORK,
     K_PARTIAL,
+    K_PENDING_UPLOADS,
     K_PHOTOS,
     K_REPORTS,
     K_RESULTS,
@@ -194,6 +196,7 @@ from .text import (
     wrap_subplot_titles,
 )
 from .trust import agreement_numbers, approximate_note, describe_result, stability_numbers, story_text
+from .uploads import PendingUpload, collect_uploads, pending_uploads, queue_uploads, start_uploads, wait_for_uploads
 
 __all__ = [
     "BOX_EDGES",
@@ -225,6 +228,7 @@ __all__ = [
     "K_TOP",
     "K_UPLOADER",
     "K_UPLOAD_MESSAGES",
+    "K_PENDING_UPLOADS",
     "MASK_CHOICES",
     "MAX_PARTIAL",
     "MAX_REPORTS",
@@ -254,7 +258,14 @@ __all__ = [
     "active_photo",
     "add_photo_bytes",
     "add_sample_photo",
-    "add_uploaded_files",
+    "add_photo",
+    "prepare_photo",
+    "PendingUpload",
+    "collect_uploads",
+    "pending_uploads",
+    "queue_uploads",
+    "start_uploads",
+    "wait_for_uploads",
     "agreement_numbers",
     "apply_pointing",
     "approximate_note",

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import importlib.resources
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import streamlit as st
 
-from ..errors import SensmapError
 from ..images import LoadedImage, load_image
 from .session import K_ACTIVE, K_PHOTOS, K_RESULTS, K_UPLOAD_MESSAGES, K_UPLOADER, state
 from .text import plain
@@ -50,43 +47,34 @@ def photos() -> dict[str, PhotoEntry]:
     return state(K_PHOTOS, dict)
 
 
-def add_photo_bytes(name: str, data: bytes, credit: str | None = None) -> LoadedImage:
-    """Read ``data`` with :func:`sensmap.load_image` and add it to the session's photos.
-
-    The upload widget and the sample buttons (and tests) all come through here. The first photo
-    becomes the active one. Raises :class:`~sensmap.errors.ImageError` for a file that is not a
-    usable photo; the photos already added stay.
-    """
+def prepare_photo(name: str, data: bytes, credit: str | None = None) -> PhotoEntry:
+    """Read ``data`` with :func:`sensmap.load_image` and make its thumbnail: the photo ready to add (no Streamlit
+    call, so uploads are prepared in a background thread, see :mod:`sensmap.ui.uploads`). Raises
+    :class:`~sensmap.errors.ImageError` for a file that is not a usable photo."""
     from ..render import display_pixels
 
     name = os.path.basename(str(name).replace("\\", "/")) or "photo"
     image = load_image(bytes(data), name=name)
+    return PhotoEntry(name=name, image=image, credit=credit, thumbnail=display_pixels(image.pixels, THUMBNAIL_SIDE))
+
+
+def add_photo(entry: PhotoEntry) -> LoadedImage:
+    """Add a prepared photo to the session's photos (once per content); the first photo becomes the active one."""
     store = photos()
-    if image.sha256 not in store:
-        thumb = display_pixels(image.pixels, THUMBNAIL_SIDE)
-        store[image.sha256] = PhotoEntry(name=name, image=image, credit=credit, thumbnail=thumb)
+    store.setdefault(entry.sha256, entry)
     if st.session_state.get(K_ACTIVE) not in store:
-        st.session_state[K_ACTIVE] = image.sha256
-    return image
+        st.session_state[K_ACTIVE] = entry.sha256
+    return entry.image
 
 
-def add_uploaded_files(files: Sequence[Any]) -> None:
-    """Add uploaded files (each through :func:`add_photo_bytes`), note the outcome, empty the uploader.
+def add_photo_bytes(name: str, data: bytes, credit: str | None = None) -> LoadedImage:
+    """Read ``data`` (:func:`prepare_photo`) and add it to the session's photos (:func:`add_photo`).
 
-    A bad file gets an error line of its own; the good ones are kept.
+    The sample buttons (and tests) come through here; uploads are prepared in the background
+    (:mod:`sensmap.ui.uploads`). Raises :class:`~sensmap.errors.ImageError` for a file that is not a usable photo;
+    the photos already added stay.
     """
-    messages: list[tuple[str, str]] = []
-    for upload in files:
-        try:
-            image = add_photo_bytes(upload.name, upload.getvalue())
-        except SensmapError as exc:
-            messages.append(("error", str(exc)))
-            continue
-        notes = f" ({'; '.join(image.notes)})" if image.notes else ""
-        messages.append(("success", f"added {image.source}{notes}"))
-    st.session_state[K_UPLOAD_MESSAGES] = messages
-    st.session_state[K_UPLOADER] = st.session_state.get(K_UPLOADER, 0) + 1
-    st.rerun()
+    return add_photo(prepare_photo(name, data, credit))
 
 
 def uploader_key() -> str:
@@ -94,12 +82,13 @@ def uploader_key() -> str:
     return f"w.upload.{st.session_state.get(K_UPLOADER, 0)}"
 
 
-def show_upload_messages() -> None:
-    """The outcome of the last upload: one error per refused file, one line per added photo."""
+def show_upload_messages(errors_only: bool = False) -> None:
+    """The outcome of the last uploads: one error per refused file, one line per added photo (not shown with
+    ``errors_only``)."""
     for kind, text in st.session_state.get(K_UPLOAD_MESSAGES, []):
         if kind == "error":
             st.error(plain(text), icon=":material/error:")
-        else:
+        elif not errors_only:
             st.success(plain(text), icon=":material/check:")
 
 

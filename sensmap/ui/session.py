@@ -6,7 +6,8 @@ of :mod:`sensmap.ui.costs`).
 
 * ``sensmap.photos``: ``{sha256: PhotoEntry}`` in the order added; ``sensmap.active_photo``:
   the sha256 of the photo being explained; ``sensmap.uploader_generation`` and
-  ``sensmap.upload_messages``: the upload widget's generation and the last upload's outcome.
+  ``sensmap.upload_messages``: the upload widget's generation and the last uploads' outcome;
+  ``sensmap.pending_uploads``: the uploads being read in the background (:mod:`sensmap.ui.uploads`).
 * ``sensmap.network.A`` / ``sensmap.network.B``: the chosen :class:`NetworkChoice` (or None);
   ``sensmap.loaded_networks``: the keys of the networks this session loaded.
 * ``sensmap.settings``: the :class:`MapSettings` of the Map page (shared with Compare and Report);
@@ -37,6 +38,7 @@ K_PHOTOS = "sensmap.photos"
 K_ACTIVE = "sensmap.active_photo"
 K_UPLOADER = "sensmap.uploader_generation"
 K_UPLOAD_MESSAGES = "sensmap.upload_messages"
+K_PENDING_UPLOADS = "sensmap.pending_uploads"
 K_NETWORK = {"A": "sensmap.network.A", "B": "sensmap.network.B"}
 K_LOADED = "sensmap.loaded_networks"
 K_SETTINGS = "sensmap.settings"

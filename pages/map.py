@@ -82,6 +82,7 @@ with right:
     ready = key in ui.results()
     st.caption(ui.cost_text(cost, settings.mode) + (" · this map is ready" if ready else ""))
     run_clicked = st.button("Run map", type="primary", icon=":material/play_arrow:", disabled=ready)
+    ui.show_where_maps_run()
     run_area = st.container()
 
 refining = st.empty()  # the map drawn while it refines; the final map replaces it

@@ -163,6 +163,17 @@ from .runs import (
     show_stopped_run,
     stop_button,
 )
+from .scheduling import (
+    cluster_link,
+    config_problem,
+    job_queue,
+    run_model_work,
+    serving_config,
+    session_id,
+    show_where_maps_run,
+    wait_text,
+    where_maps_run,
+)
 from .score_views import has_classes, no_classes_note, score_choices, score_for, view_note
 from .session import (
     K_ACTIVE,
@@ -259,6 +270,15 @@ __all__ = [
     "add_photo_bytes",
     "add_sample_photo",
     "add_photo",
+    "cluster_link",
+    "config_problem",
+    "job_queue",
+    "run_model_work",
+    "serving_config",
+    "session_id",
+    "show_where_maps_run",
+    "wait_text",
+    "where_maps_run",
     "prepare_photo",
     "PendingUpload",
     "collect_uploads",

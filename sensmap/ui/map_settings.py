@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import streamlit as st
 
+from ..serving import ModelWork
 from ..windows import DEFAULT_STRIDE
 from .session import K_SETTINGS, state
 
 if TYPE_CHECKING:
     from ..models import Network
-    from ..result import SensitivityResult
 
 SIZE_CHOICES: dict[str, float] = {f"1/{n}": 1 / n for n in (2, 3, 4, 6, 8, 12, 16)}
 STRIDE_CHOICES: dict[str, float] = {"1 (side by side)": 1.0, "3/4": 0.75, "1/2": 0.5, "1/3": 1 / 3, "1/4": 0.25}
@@ -43,7 +42,7 @@ class MapSettings:
     """The Map page's settings; :meth:`kwargs` feeds :func:`sensmap.sensitivity_map`.
 
     Like the Methods page's settings (:class:`sensmap.ui.methods.MethodSettings`) it names its ``method``, its
-    cache ``key``, its ``options`` for :func:`sensmap.methods.explain`, its ``passes`` and how to ``compute`` it, so
+    cache ``key``, its ``options`` for :func:`sensmap.methods.explain`, its ``passes`` and its model ``work``, so
     :mod:`sensmap.ui.runs` runs either.
     """
 
@@ -79,16 +78,9 @@ class MapSettings:
 
         return plan_passes(network, self.sizes, self.stride, self.mode)
 
-    def compute(self, network: Network, image: Any, target: int, progress: Callable[[int, int], None],
-                cancel: Callable[[], bool] | None,
-                on_partial: Callable[[SensitivityResult], Any] | None = None) -> SensitivityResult:  # fmt: skip
-        """The occlusion map (:func:`sensmap.sensitivity_map`, looked up when called); ``on_partial`` gets each
-        partial map as it refines."""
-        from ..engine import sensitivity_map
-
-        return sensitivity_map(
-            network, image, **self.kwargs(target), progress=progress, cancel=cancel, on_partial=on_partial
-        )
+    def work(self, image: Any, target: int) -> ModelWork:
+        """The map as model work (:func:`sensmap.sensitivity_map`, which refines cover size by cover size)."""
+        return ModelWork("sensmap.engine:sensitivity_map", (image,), self.kwargs(target), partials=True)
 
     @property
     def key(self) -> tuple:

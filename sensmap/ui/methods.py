@@ -10,7 +10,7 @@ occlusion map's finest cover (:func:`sensmap.sidebyside.shared_block`), so one r
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +18,7 @@ import streamlit as st
 
 from ..masks import DEFAULT_GRID, DEFAULT_MASKS
 from ..render import sanity_numbers
+from ..serving import ModelWork
 from ..sidebyside import SideBySide, checked_with, shared_block, side_by_side
 from .costs import Cost, faithfulness_passes, passes_cost
 from .map_settings import MapSettings, settings
@@ -58,7 +59,7 @@ def set_rise_choice(value: RiseChoice) -> None:
 class MethodSettings:
     """A per-pixel method (``gradcam`` or ``rise``) with its settings as ``(name, value)`` pairs in the keywords of
     :func:`sensmap.methods.explain`; like :class:`~sensmap.ui.map_settings.MapSettings` it gives its cache ``key``,
-    ``options``, ``passes`` and ``compute``."""
+    ``options``, ``passes`` and model ``work``."""
 
     method: str
     settings: tuple[tuple[str, Any], ...]
@@ -76,13 +77,10 @@ class MethodSettings:
 
         return map_passes(network, self.method, **self.options())
 
-    def compute(self, network: Network, image: Any, target: int, progress: Callable[[int, int], None],
-                cancel: Callable[[], bool] | None) -> SensitivityResult:  # fmt: skip
-        """The map (:func:`sensmap.methods.explain`)."""
-        from ..methods import explain
-
-        return explain(network, image, method=self.method, target=target, progress=progress, cancel=cancel,
-                       **self.options())  # fmt: skip
+    def work(self, image: Any, target: int) -> ModelWork:
+        """The map as model work (:func:`sensmap.methods.explain`)."""
+        return ModelWork("sensmap.methods:explain", (image,), dict(method=self.method, target=target,
+                                                                   **self.options()))  # fmt: skip
 
 
 Settings = MapSettings | MethodSettings

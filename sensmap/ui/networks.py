@@ -21,6 +21,7 @@ from ..registry import (
     weights_dir_from_env,
     weights_status,
 )
+from ..serving import NetworkSource
 from .map_settings import DASHBOARD_SIZES, SIZE_CHOICES
 from .session import K_LOADED, K_NETWORK, state
 from .text import plain, show_error
@@ -62,14 +63,13 @@ class NetworkChoice:
         text = repr((self.name, self.options, self.weights, self.labels, self.preprocess))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
-    def load(self) -> Network:
-        from ..models import load_model
+    @property
+    def source(self) -> NetworkSource:
+        """How to load this network anywhere (picklable; a Ray actor loads it from this)."""
+        return NetworkSource(self.name, self.options, self.weights, self.labels, self.preprocess)
 
-        if self.is_file:
-            return load_model(self.name, labels=self.labels, preprocess=self.preprocess)
-        return load_model(
-            self.name, weights=self.weights, labels=self.labels, preprocess=self.preprocess, **dict(self.options)
-        )
+    def load(self) -> Network:
+        return self.source.load()
 
     def weights_state(self) -> str:
         """``"local"``, ``"cached"``, ``"download"`` (ImageNet weights not on this machine), or ``"file"``."""

@@ -31,9 +31,11 @@ import streamlit as st
 
 from ..errors import CancelledError, SensmapError
 from ..result import METHOD_LABELS
-from .costs import FAITHFULNESS_RANDOM_ORDERS, FAITHFULNESS_STEPS, StageClock, faithfulness_passes
+from ..serving import ModelWork
+from .costs import FAITHFULNESS_RANDOM_ORDERS, FAITHFULNESS_STEPS, StageClock, faithfulness_passes, passes_cost
 from .progressive import covers_done, draw_partial
 from .result_cache import keep_partial, result_key, results, store_result
+from .scheduling import run_model_work, wait_text
 from .session import K_CHECKS, K_RUNNING, state
 from .text import plain, show_error
 from .trust import describe_result
@@ -41,6 +43,7 @@ from .trust import describe_result
 if TYPE_CHECKING:
     from ..models import Network
     from ..result import SensitivityResult
+    from ..serving.queue import Place
     from .map_settings import MapSettings
     from .methods import MethodSettings
     from .networks import NetworkChoice
@@ -94,11 +97,10 @@ def run_map_with_progress(
                 draw_partial(preview, label, photo, result, value.sizes)
         clock.resume()
 
-    refining = {"on_partial": on_partial} if value.method == "occlusion" else {}
     result = None
     with _reporting(run):
         try:
-            result = value.compute(network, photo.image, target, run.phase("map", 0), cancel, **refining)
+            result = run.in_turn(choice, network, value.work(photo.image, target), "map", cancel, on_partial)
         except CancelledError as exc:
             if getattr(exc, "partial", None) is not None:
                 keep(exc.partial)
@@ -160,7 +162,7 @@ def run_faithfulness_with_progress(
     run = _RunProgress(label, faithfulness_passes(), "faithfulness check")
     numbers = None
     with _reporting(run):
-        numbers = _check_faithfulness(network, photo, result, run.phase("faithfulness check", 0), cancel, block)
+        numbers = run.in_turn(choice, network, faithfulness_work(photo, result, block), "faithfulness check", cancel)
     return numbers
 
 
@@ -176,7 +178,7 @@ def run_sanity_with_progress(
     """The randomisation check (:func:`sensmap.randomisation_check`, ``steps`` cumulative steps) of each finished
     map ``(settings, result)``, one progress bar over all of them; each check's numbers go into its map's
     ``metadata["sanity"]`` as soon as it finishes. False when a check failed or was stopped (finished ones stay)."""
-    from ..methods import randomisation_check, randomisation_passes
+    from ..methods import randomisation_passes
 
     counts = [randomisation_passes(network, value.method, steps, original=True, **value.options()) for value, _ in jobs]
     run = _RunProgress(f"{choice.label} on {photo.name}", sum(counts), "randomisation check")
@@ -184,9 +186,10 @@ def run_sanity_with_progress(
     with _reporting(run):
         offset = 0
         for (value, result), passes in zip(jobs, counts, strict=True):
-            phase = run.phase(f"randomisation check of the {result.method_label} map", offset)
-            check = randomisation_check(network, photo.image, method=value.method, steps=steps, original=result,
-                                        progress=phase, cancel=cancel, **value.options())  # fmt: skip
+            work = ModelWork("sensmap.methods:randomisation_check", (photo.image,),
+                             dict(method=value.method, steps=steps, original=result, **value.options()))  # fmt: skip
+            check = run.in_turn(choice, network, work, f"randomisation check of the {result.method_label} map", cancel,
+                                offset=offset, passes=passes)  # fmt: skip
             result.metadata["sanity"] = check.as_dict()
             offset += passes
         finished = True
@@ -233,6 +236,7 @@ class _RunProgress:
         self.running["phase"] = name
 
         def progress(done: int, _total: int) -> None:
+            self.running["queued"] = False
             done = offset + done
             self.running["done"] = done
             self.bar.progress(
@@ -241,6 +245,31 @@ class _RunProgress:
             )
 
         return progress
+
+    def in_turn(
+        self,
+        choice: NetworkChoice,
+        network: Network,
+        work: ModelWork,
+        phase: str,
+        cancel: Callable[[], bool] | None,
+        on_partial: Callable[[Any], Any] | None = None,
+        *,
+        offset: int = 0,
+        passes: int | None = None,
+    ) -> Any:
+        """Run one phase's model work in its turn of the shared queue (:func:`~sensmap.ui.scheduling.run_model_work`):
+        the bar shows the position and expected wait, then the phase's forward passes."""
+        passes = self.total - offset if passes is None else passes
+
+        def waiting(place: Place) -> None:
+            self.running["queued"] = True
+            self.bar.progress(min(1.0, offset / max(self.total, 1)), text=plain(wait_text(self.label, place)))
+
+        return run_model_work(
+            choice, network, work, label=f"{self.label} ({phase})", estimate_s=passes_cost(choice, passes, 0).seconds,
+            on_wait=waiting, progress=self.phase(phase, offset), cancel=cancel, on_partial=on_partial,
+        )  # fmt: skip
 
     def close(self) -> None:
         st.session_state.pop(K_RUNNING, None)
@@ -266,36 +295,23 @@ def _reporting(run: _RunProgress) -> Iterator[None]:
         run.close()
 
 
-def _check_faithfulness(
-    network: Network,
-    photo: PhotoEntry,
-    result: SensitivityResult,
-    progress: Callable[[int, int], None] | None,
-    cancel: Callable[[], bool] | None,
-    block: int | None = None,
-) -> dict:
-    from ..faithful import faithfulness
-
-    return faithfulness(
-        network,
-        photo.image,
-        result,
-        steps=FAITHFULNESS_STEPS,
-        random_orders=FAITHFULNESS_RANDOM_ORDERS,
-        progress=progress,
-        cancel=cancel,
-        block=block,
-    )
+def faithfulness_work(photo: PhotoEntry, result: SensitivityResult, block: int | None = None) -> ModelWork:
+    """The faithfulness check of a map as model work (:func:`sensmap.faithfulness` with the dashboard's steps and
+    random orders; against random patches of side ``block`` when given)."""
+    return ModelWork(
+        "sensmap.faithful:faithfulness", (photo.image, result),
+        dict(steps=FAITHFULNESS_STEPS, random_orders=FAITHFULNESS_RANDOM_ORDERS, block=block),
+    )  # fmt: skip
 
 
 def _stopped_text(running: dict) -> str:
     phase = running.get("phase", "map")
-    where = f"after {running['done']:,} of {running['total']:,} forward passes"
-    if phase == "map" and running.get("partial"):
+    if running.get("queued"):
         return (
-            f"Stopped: the map of {running['label']} was interrupted {where}. Its partial map "
-            f"({running['partial']}) is kept and marked partial; press Run to complete it."
+            f"Stopped: the {phase} of {running['label']} left the queue before its turn came. Earlier maps are "
+            "kept; press its button to queue it again."
         )
+    where = f"after {running['done']:,} of {running['total']:,} forward passes"
     if phase == "map" and running.get("partial"):
         return (
             f"Stopped: the map of {running['label']} was interrupted {where}. Its partial map "

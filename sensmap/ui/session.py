@@ -24,6 +24,7 @@ of :mod:`sensmap.ui.costs`).
   means the run was interrupted (Stop, or any other click) — see :func:`show_stopped_run`.
 * ``sensmap.boxes``: ``{sha256: (y0, x0, y1, x1)}`` the pointing-check box of each photo, in
   fractions of the photo; ``sensmap.box_inputs``: ``{sha256: n}`` the generation of its number inputs.
+* ``sensmap.queue_id``: the session's id in the shared job queue (:mod:`sensmap.ui.scheduling`).
 * ``sensmap.reports``: the PNG reports of this session (most recent :data:`MAX_REPORTS`).
 """
 
@@ -53,6 +54,7 @@ K_REPORTS = "sensmap.reports"
 K_BOXES = "sensmap.boxes"
 K_BOX_INPUTS = "sensmap.box_inputs"
 K_RISE = "sensmap.rise"
+K_QUEUE_ID = "sensmap.queue_id"
 
 
 def state(key: str, default: Callable[[], Any]) -> Any:

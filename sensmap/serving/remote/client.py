@@ -15,6 +15,7 @@ import importlib
 import itertools
 import os
 import queue
+import re
 import socket
 import subprocess
 import sys
@@ -128,9 +129,11 @@ class RayMaps:
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
+                said = self._ray_said()
                 raise ClusterUnavailableError(
-                    f"no answer from the Ray cluster at {self.address} within {timeout:g} s (is it running, and "
-                    "is the address right? [ray] connect_timeout_s in .streamlit/sensmap.toml sets the wait)"
+                    f"no answer from the Ray cluster at {self.address} within {timeout:g} s"
+                    f"{f' (Ray: {said})' if said else ''}: is it running, is the address right, and does this "
+                    "server have its RAY_AUTH_TOKEN? ([ray] connect_timeout_s in .streamlit/sensmap.toml sets the wait)"
                 )
             try:
                 ready = conn.poll(min(left, 0.2))
@@ -148,16 +151,27 @@ class RayMaps:
             reason = self._log_tail() or f"the gateway process exited with code {process.poll()}"
             raise ClusterUnavailableError(f"cannot use the Ray cluster at {self.address}: {reason}")
 
-    def _log_tail(self) -> str:
-        """The gateway's last non-empty output line (its error, when it died), or ''."""
+    def _ray_said(self) -> str:
+        """Ray's first warning or error in the gateway's output, without its ``[time W pid] file:line:`` prefix."""
+        for line in self._log_lines():
+            match = re.match(r"^\[[^\]]*\] [\w./-]+:\d+: (.+)$", line)
+            if match:
+                return match.group(1)
+        return ""
+
+    def _log_lines(self) -> list[str]:
         if self._log is None:
-            return ""
+            return []
         with contextlib.suppress(OSError, ValueError):
             self._log.seek(0)
             lines = [line.strip() for line in self._log.read().decode("utf-8", "replace").splitlines()]
-            lines = [line for line in lines if line]
-            return lines[-1] if lines else ""
-        return ""
+            return [line for line in lines if line]
+        return []
+
+    def _log_tail(self) -> str:
+        """The gateway's last non-empty output line (its error, when it died), or ''."""
+        lines = self._log_lines()
+        return lines[-1] if lines else ""
 
     def close(self) -> None:
         """Stop the gateway (Ray ends its actors with it); running maps raise ClusterUnavailableError."""

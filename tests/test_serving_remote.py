@@ -354,3 +354,9 @@ def test_a_cluster_that_dies_mid_map_is_reported_and_this_process_survives(photo
         finally:
             client.close()
     assert os.getpid() > 0  # still here: the driver that Ray ended was the gateway, not this process
+
+
+def test_the_dashboards_side_imports_no_ray():
+    code = "import sys, sensmap.serving.remote; print('ray' in sys.modules, 'streamlit' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == ["False", "False"], done.stdout + done.stderr

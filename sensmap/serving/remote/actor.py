@@ -12,6 +12,7 @@ Events a job yields (plain tuples, picklable): ``("progress", done, total)`` (fo
 
 from __future__ import annotations
 
+import collections
 import os
 import queue
 import socket
@@ -42,7 +43,8 @@ class MapActor:
         self.pid = os.getpid()
         self._networks: dict[NetworkSource, Any] = {}
         self._lock = threading.Lock()
-        self._cancels: dict[str, threading.Event] = {}
+        self._cancels: dict[str, threading.Event] = {}  # the running job's stop flag
+        self._early: collections.deque[str] = collections.deque(maxlen=64)  # cancels that came before their job
         self._done = self._cancelled = self._failed = 0
         self._running: str | None = None
 
@@ -52,6 +54,8 @@ class MapActor:
         """Streaming generator: the events of job ``job_id`` (see the module's docstring), the last one final."""
         with self._lock:
             stop = self._cancels.setdefault(job_id, threading.Event())
+            if job_id in self._early:
+                stop.set()
             self._running = job_id
         events: queue.Queue = queue.Queue()
         worker = threading.Thread(
@@ -89,9 +93,12 @@ class MapActor:
                 self._cancels.pop(job_id, None)
 
     def cancel(self, job_id: str) -> bool:
-        """Ask job ``job_id`` to stop (also before it started); whether it is running here now."""
+        """Ask job ``job_id`` to stop (also just before it starts here); whether it is running here now."""
         with self._lock:
-            self._cancels.setdefault(job_id, threading.Event()).set()
+            if job_id in self._cancels:
+                self._cancels[job_id].set()
+            else:  # its run() call may still be on its way; a job that already finished is not remembered long
+                self._early.append(job_id)
             return self._running == job_id
 
     def stats(self) -> dict[str, Any]:

@@ -68,6 +68,7 @@ class RayMaps:
 
     @property
     def address(self) -> str:
+        """The cluster's address as the operator named it (``RAY_ADDRESS`` when the settings leave it empty)."""
         return self.settings.address or "RAY_ADDRESS"
 
     @property

@@ -18,6 +18,7 @@ import numpy as np
 from ..errors import ModelError, ParameterError
 from ..images import LoadedImage, fit_image, load_image
 from ..result import SensitivityResult, json_default
+from ..tf_setup import configure_tensorflow
 from .failures import _InjectedCrash
 from .folder import ERROR_SUFFIX, MAPS_DIR, TARGET_LABEL, AuditSettings, _atomic_write, _now
 from .index import _index_fields
@@ -111,17 +112,8 @@ class AuditWorker:
         fail_after: tuple[str, int] | None = None,
         run_token: str | None = None,
     ) -> None:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         self.run_token = run_token
-        import tensorflow as tf
-
-        if threads:
-            with contextlib.suppress(RuntimeError):  # only possible before TensorFlow's runtime starts
-                tf.config.threading.set_intra_op_parallelism_threads(int(threads))
-                tf.config.threading.set_inter_op_parallelism_threads(max(1, min(2, int(threads))))
-        for gpu in tf.config.list_physical_devices("GPU"):
-            with contextlib.suppress(RuntimeError, ValueError):
-                tf.config.experimental.set_memory_growth(gpu, True)
+        self.device = configure_tensorflow(threads)
         from ..engine import sensitivity_map
 
         self._sensitivity_map = sensitivity_map
@@ -139,7 +131,6 @@ class AuditWorker:
         self.fail_after = fail_after
         self.mapped = 0
         self.host = socket.gethostname()
-        self.device = "GPU" if tf.config.list_logical_devices("GPU") else "CPU"
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         ids, maps, errors, messages = [], [], [], []

@@ -12,23 +12,17 @@ would end every Ray process on the machine, other test runs' clusters included.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import secrets
-import shutil
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import WEIGHTS, shared_photo
+from ray_clusters import free_port, kill_cluster, local_cluster
 
 from sensmap.errors import CancelledError, ClusterUnavailableError, ParameterError
 from sensmap.serving import ModelWork, NetworkSource, RaySettings, run_work
@@ -36,74 +30,15 @@ from sensmap.serving.remote import RayMaps
 
 pytestmark = pytest.mark.slow
 
-RAY = Path(sys.executable).with_name("ray")
 SOURCE = NetworkSource("MobileNet", weights=str(WEIGHTS / "mobilenet_v1_0.25_128.weights.h5"))
 CHEAP = dict(sizes=(0.5, 0.25), stride=0.5)  # 2 cover sizes, a few dozen forward passes
 LONG = dict(sizes=(0.4, 0.3, 0.2, 0.1), stride=0.25)  # thousands of forward passes
 LONGER = dict(sizes=(0.4, 0.3, 0.2, 0.1, 0.05), stride=0.25)  # more than ten thousand
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _session_pids(temp: str, keep: set[int]) -> list[int]:
-    """Processes of the cluster whose RAY_TMPDIR is ``temp`` (GCS, raylet, workers) and their descendants (Ray's
-    agents get a bare environment), except ``keep``."""
-    marker = f"RAY_TMPDIR={temp}".encode()
-    parents, session = {}, set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            parents[int(entry)] = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
-            if marker in Path(f"/proc/{entry}/environ").read_bytes().split(b"\0"):
-                session.add(int(entry))
-
-    def ours(pid: int) -> bool:
-        seen = set()
-        while pid > 1 and pid not in seen:
-            if pid in session:
-                return True
-            seen.add(pid)
-            pid = parents.get(pid, 0)
-        return False
-
-    return [pid for pid in parents if pid not in keep and ours(pid)]
-
-
-def _kill_cluster(temp: str, keep: set[int] = frozenset()) -> None:
-    """SIGKILL every process of that cluster (by pid), as a crashed head machine would look to its clients."""
-    for pid in _session_pids(temp, keep | {os.getpid()}):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-
-
-@contextlib.contextmanager
-def _cluster(cpus: int = 3) -> Iterator[tuple[str, dict, str]]:
-    """A one-node Ray cluster with its own temporary folder and token: ``(address, env, temp folder)``."""
-    if not RAY.exists():
-        pytest.fail(f"the Ray CLI is missing beside {sys.executable} (requirements.txt installs ray[data])")
-    port = _free_port()
-    temp = tempfile.mkdtemp(prefix="rs", dir="/tmp")  # short: Ray's socket paths have a length limit
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_TMPDIR": temp, "RAY_AUTH_MODE": "token",
-           "RAY_AUTH_TOKEN": secrets.token_hex(32)}  # fmt: skip
-    start = [str(RAY), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", f"--num-cpus={cpus}",
-             "--include-dashboard=false", "--disable-usage-stats"]  # fmt: skip
-    started = subprocess.run(start, env=env, capture_output=True, text=True, timeout=180)
-    try:
-        assert started.returncode == 0, started.stdout + started.stderr
-        yield f"127.0.0.1:{port}", env, temp
-    finally:
-        _kill_cluster(temp)
-        shutil.rmtree(temp, ignore_errors=True)
-
-
 @pytest.fixture(scope="module")
 def cluster():
-    with _cluster() as running:
+    with local_cluster() as running:
         yield running
 
 
@@ -316,7 +251,7 @@ def test_a_remote_sensmap_error_keeps_its_class(maps, photo, local_network):
 
 def test_an_unreachable_cluster_is_reported_within_the_timeout(cluster):
     _, env, _ = cluster
-    address = f"127.0.0.1:{_free_port()}"  # nothing listens there
+    address = f"127.0.0.1:{free_port()}"  # nothing listens there
     client = RayMaps(RaySettings(address=address, actors=1, connect_timeout_s=20), env=env)
     started = time.monotonic()
     with pytest.raises(ClusterUnavailableError, match=address.replace(".", r"\.")):
@@ -329,7 +264,7 @@ def test_an_unreachable_cluster_is_reported_within_the_timeout(cluster):
 
 
 def test_a_cluster_that_dies_mid_map_is_reported_and_this_process_survives(photo):
-    with _cluster(cpus=2) as (address, env, temp):
+    with local_cluster(cpus=2) as (address, env, temp):
         client = RayMaps(RaySettings(address=address, actors=1, connect_timeout_s=120), env=env)
         client.start()
         try:
@@ -339,7 +274,7 @@ def test_a_cluster_that_dies_mid_map_is_reported_and_this_process_survives(photo
             def progress(done: int, total: int) -> None:
                 if not killed.is_set():
                     killed.set()
-                    _kill_cluster(temp, keep={gateway})
+                    kill_cluster(temp, keep={gateway})
 
             started = time.monotonic()
             with pytest.raises(ClusterUnavailableError, match="went away during the map"):

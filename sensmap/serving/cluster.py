@@ -45,6 +45,8 @@ class ClusterLink:
         self._maps = maps_factory(config.ray, env=env)
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._retry: threading.Timer | None = None
+        self._closed = False
 
     def connect_in_background(self) -> None:
         """Start the gateway and its actors in a thread of their own (the dashboard serves locally meanwhile)."""
@@ -67,7 +69,8 @@ class ClusterLink:
             return f"Map jobs run on the Ray cluster at {self.address} ({self.config.ray.actors} actors)."
         if self.state == CONNECTING:
             return f"Connecting to the Ray cluster at {self.address}; maps run on this server meanwhile."
-        return f"Maps run on this server: {self.problem}"
+        retry = self.config.ray.retry_s
+        return f"Maps run on this server: {self.problem} (the dashboard tries the cluster again every {retry:g} s)"
 
     def run(
         self,
@@ -101,6 +104,11 @@ class ClusterLink:
         return out
 
     def close(self) -> None:
+        """Stop the gateway and any pending attempt to reconnect."""
+        with self._lock:
+            self._closed = True
+            if self._retry is not None:
+                self._retry.cancel()
         self._maps.close()
 
     def _connect(self) -> None:
@@ -110,12 +118,25 @@ class ClusterLink:
             self._gone(str(exc))
             return
         with self._lock:
-            self.state, self.since = READY, time.time()
+            if self._closed:
+                return
+            self.state, self.problem, self.since = READY, "", time.time()
             self.queue.set_max_running(self.config.places(cluster_ready=True))
 
     def _gone(self, problem: str) -> None:
+        """Serve locally from now on, and try to reach the cluster again in ``retry_s`` seconds."""
         with self._lock:
-            if self.state == GONE:
+            if self.state == GONE or self._closed:
                 return
             self.state, self.problem, self.since = GONE, problem, time.time()
             self.queue.set_max_running(self.config.places(cluster_ready=False))
+            self._retry = threading.Timer(self.config.ray.retry_s, self._reconnect)
+            self._retry.daemon = True
+            self._retry.start()
+
+    def _reconnect(self) -> None:
+        with self._lock:
+            if self._closed or self.state != GONE:
+                return
+            self.state = CONNECTING
+        self._connect()

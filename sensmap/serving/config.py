@@ -4,7 +4,8 @@
 core; while a Ray cluster serves the jobs, one per actor), ``max_waiting_per_session`` (default 4) and
 ``max_waiting`` (all sessions together; default 64). ``[ray]``: ``address`` (a Ray cluster for map jobs;
 ``SENSMAP_RAY_ADDRESS`` wins), ``actors`` (map actors on the cluster, each keeping its networks loaded; default 2),
-``cpus_per_actor`` (default 1) and ``connect_timeout_s`` (default 60). Environment variables
+``cpus_per_actor`` (default 1), ``connect_timeout_s`` (default 60) and ``retry_s`` (seconds between attempts to
+reach a cluster that went away; default 60). Environment variables
 ``SENSMAP_QUEUE_MAX_RUNNING``, ``SENSMAP_QUEUE_MAX_WAITING_PER_SESSION``, ``SENSMAP_QUEUE_MAX_WAITING``,
 ``SENSMAP_RAY_ACTORS`` override the file; ``SENSMAP_CONFIG`` names another file.
 """
@@ -39,6 +40,7 @@ class RaySettings:
     actors: int = 2
     cpus_per_actor: float = 1.0
     connect_timeout_s: float = 60.0
+    retry_s: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -107,5 +109,6 @@ def load_config(path: str | Path | None = None, environ: dict[str, str] | None =
         actors=actors,
         cpus_per_actor=float(_positive(ray, "cpus_per_actor", RaySettings.cpus_per_actor, where, float)),
         connect_timeout_s=float(_positive(ray, "connect_timeout_s", RaySettings.connect_timeout_s, where, float)),
+        retry_s=float(_positive(ray, "retry_s", RaySettings.retry_s, where, float)),
     )
     return ServingConfig(queue=limits, ray=settings, source=str(file) if file.is_file() else "defaults")

@@ -271,7 +271,8 @@ def test_four_sessions_mapping_at_once_get_their_own_results(monkeypatch):
 
 
 def test_the_dashboard_caches_only_shared_read_only_values():
-    """Only the loaded networks and the per-pass timings are cached across sessions (``st.cache_resource``);
+    """Only the loaded networks, the per-pass timings, the upload readers and the serving state (settings, the job
+    queue, the cluster link) are cached across sessions (``st.cache_resource``);
     everything else of a session lives in its ``st.session_state``. A new cross-session cache must be
     reviewed for thread safety and added here."""
     sources = {path.relative_to(REPO).as_posix(): path.read_text("utf-8") for path in DASHBOARD_SOURCES}
@@ -286,6 +287,10 @@ def test_the_dashboard_caches_only_shared_read_only_values():
         ("sensmap/ui/networks.py", "cached_network"),
         ("sensmap/ui/costs.py", "_seconds_per_pass"),
         ("sensmap/ui/costs.py", "_pass_timings"),
+        ("sensmap/ui/uploads.py", "upload_readers"),
+        ("sensmap/ui/scheduling.py", "serving_config"),
+        ("sensmap/ui/scheduling.py", "job_queue"),
+        ("sensmap/ui/scheduling.py", "cluster_link"),
     }
     for name, text in sources.items():
         assert not re.search(r"^\s*global\s", text, re.MULTILINE), f"{name} rebinds a module global"
@@ -298,6 +303,13 @@ def test_the_dashboard_caches_only_shared_read_only_values():
     timings = ui.PassTimings()
     assert isinstance(timings._lock, type(threading.Lock())) and set(vars(timings)) == {"_lock", "_seconds"}
     assert ui.networks.cached_network.__wrapped__.__annotations__["return"] in ("Network", "'Network'")
+    # A thread pool (thread-safe; each upload's result goes to its own session), frozen settings, the queue (every
+    # change under its condition's lock, see test_serving_queue) and the cluster link (its state under a lock;
+    # the gateway client is thread-safe, see test_serving_remote).
+    assert ui.uploads.upload_readers.__wrapped__.__annotations__["return"].endswith("ThreadPoolExecutor")
+    assert ui.scheduling.serving_config.__wrapped__.__annotations__["return"] == "ServingConfig"
+    assert ui.scheduling.job_queue.__wrapped__.__annotations__["return"] == "FairQueue"
+    assert ui.scheduling.cluster_link.__wrapped__.__annotations__["return"] == "ClusterLink | None"
 
 
 @pytest.mark.slow

@@ -69,10 +69,9 @@ def _session_script(weights: str, maps: list[dict], stop_after_polls: int) -> No
         ui.show_stopped_run()
         return
     st.session_state["first run"] = True
-    ui.add_sample_photo("coffee.jpg")
-    photo = ui.active_photo()
-    choice = ui.NetworkChoice("MobileNet", (("alpha", 0.25), ("input_shape", (128, 128, 3))), weights=weights)
-    network = ui.load_network(choice)
+    from ui_scripts import small_network_session
+
+    photo, choice, network = small_network_session(weights)
     assert ui.cluster_link().wait_connected(150), ui.cluster_link().describe()
     polls = []
 

@@ -378,10 +378,9 @@ def _interrupted_run_script(weights: str, how: str) -> None:
         ui.show_stopped_run()
         return
     st.session_state["first run"] = True
-    ui.add_sample_photo("coffee.jpg")
-    photo = ui.active_photo()
-    choice = ui.NetworkChoice("MobileNet", (("alpha", 0.25), ("input_shape", (128, 128, 3))), weights=weights)
-    network = ui.load_network(choice)
+    from ui_scripts import small_network_session
+
+    photo, choice, network = small_network_session(weights)
     calls = []
 
     def cancel() -> bool:

@@ -64,10 +64,9 @@ def _session_script(weights: str, jobs: int, stop_while_waiting: bool) -> None:
         ui.show_stopped_run()
         return
     st.session_state["first run"] = True
-    ui.add_sample_photo("coffee.jpg")
-    photo = ui.active_photo()
-    choice = ui.NetworkChoice("MobileNet", (("alpha", 0.25), ("input_shape", (128, 128, 3))), weights=weights)
-    network = ui.load_network(choice)
+    from ui_scripts import small_network_session
+
+    photo, choice, network = small_network_session(weights)
     st.session_state["queue id"] = ui.session_id()
     if stop_while_waiting:
         shown = runs.wait_text

@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 
 #: The functions model work may name, ``"module:function"``; each takes the network first and accepts
 #: ``progress`` and ``cancel`` keywords.
+MODEL_SUFFIXES = (".keras", ".onnx")  # network files (else a Keras Applications name)
+
 WORK_FUNCTIONS = {
     "sensmap.engine:sensitivity_map",  # accepts on_partial (maps refine cover size by cover size)
     "sensmap.methods:explain",
@@ -43,7 +45,7 @@ class NetworkSource:
 
     @property
     def is_file(self) -> bool:
-        return self.name.lower().endswith((".keras", ".onnx"))
+        return self.name.lower().endswith(MODEL_SUFFIXES)
 
     def load(self) -> Network:
         """The loaded :class:`sensmap.Network` (imports TensorFlow, or ONNX Runtime for ``.onnx``)."""

@@ -21,7 +21,7 @@ from ..registry import (
     weights_dir_from_env,
     weights_status,
 )
-from ..serving import NetworkSource
+from ..serving.jobs import MODEL_SUFFIXES, NetworkSource  # own models in SENSMAP_MODELS_DIR: these suffixes
 from .map_settings import DASHBOARD_SIZES, SIZE_CHOICES
 from .session import K_LOADED, K_NETWORK, state
 from .text import plain, show_error
@@ -31,23 +31,9 @@ if TYPE_CHECKING:  # TensorFlow loads only when a network is needed
 
 
 @dataclass(frozen=True)
-class NetworkChoice:
-    """A network to load, hashable (the :func:`load_network` cache key).
-
-    ``name`` is a Keras Applications name or a ``.keras``/``.onnx`` path; ``options`` the constructor
-    options as sorted ``(name, value)`` pairs; ``weights`` ``"imagenet"``, a weights file or
-    None; ``labels`` a labels file; ``preprocess`` a preprocessing name.
-    """
-
-    name: str
-    options: tuple[tuple[str, Any], ...] = ()
-    weights: str | None = "imagenet"
-    labels: str | None = None
-    preprocess: str | None = None
-
-    @property
-    def is_file(self) -> bool:
-        return self.name.lower().endswith(MODEL_SUFFIXES)
+class NetworkChoice(NetworkSource):
+    """A network the user chose: how to load it (:class:`~sensmap.serving.NetworkSource`'s fields), hashable (the
+    :func:`load_network` cache key), with its display label, text key and weights state."""
 
     @property
     def label(self) -> str:
@@ -65,11 +51,9 @@ class NetworkChoice:
 
     @property
     def source(self) -> NetworkSource:
-        """How to load this network anywhere (picklable; a Ray actor loads it from this)."""
+        """How to load this network anywhere (a plain, picklable :class:`~sensmap.serving.NetworkSource`; a Ray
+        actor loads it from this)."""
         return NetworkSource(self.name, self.options, self.weights, self.labels, self.preprocess)
-
-    def load(self) -> Network:
-        return self.source.load()
 
     def weights_state(self) -> str:
         """``"local"``, ``"cached"``, ``"download"`` (ImageNet weights not on this machine), or ``"file"``."""
@@ -90,7 +74,6 @@ class CatalogueEntry:
     status: str  # "ready", "cached", "needs download", "own model"
 
 
-MODEL_SUFFIXES = (".keras", ".onnx")  # own models in SENSMAP_MODELS_DIR (a same-name .json sidecar describes them)
 DEFAULT_NETWORK = "MobileNetV2"  # network A when no network is ready on this machine
 STATUS_TEXT = {"local": "ready", "cached": "cached", "download": "needs download", "file": "own model"}
 READY_GROUP = "Ready on this machine"

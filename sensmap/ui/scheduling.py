@@ -76,13 +76,19 @@ def where_maps_run() -> str:
 
 
 def show_where_maps_run() -> None:
-    """A caption saying where map jobs run, when the operator named a Ray cluster; a warning when the operator's
-    settings file could not be used."""
+    """A caption with the queue's load now (when others' jobs are queued) and where map jobs run (when the operator
+    named a Ray cluster); a warning when the operator's settings file could not be used."""
     problem = config_problem()
     if problem:
         st.warning(plain(f"The server's queue settings were not used: {problem}"), icon=":material/settings_alert:")
+    now = job_queue().snapshot()
+    parts = []
+    if now["running"] or now["waiting"]:
+        parts.append(f"Queue now: {len(now['running'])} computing, {len(now['waiting'])} waiting.")
     if cluster_link() is not None:
-        st.caption(plain(where_maps_run()))
+        parts.append(where_maps_run())
+    if parts:
+        st.caption(plain(" ".join(parts)))
 
 
 def wait_text(label: str, place: Place) -> str:

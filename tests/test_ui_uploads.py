@@ -113,3 +113,35 @@ def test_sessions_asking_for_the_same_network_at_once_share_one_load(monkeypatch
     assert len(loads) == 1, "one load for all sessions"
     assert len({id(network) for network, _ in got}) == 1
     assert all(when >= loads[0] + 2.0 for _, when in got), "each session got it when it was ready"
+
+
+def _sent_but_no_widget_value(data: bytes) -> None:
+    """A file whose transfer ended but whose widget value never reached a run (the browser's page switch replaced
+    the upload's rerun request, and Streamlit dropped the value): it is only in Streamlit's upload store. The run
+    then shows what a page that needs a photo shows. (AppTest runs this function's source alone.)"""
+    import streamlit as st
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+    from streamlit.runtime.uploaded_file_manager import UploadedFileRec
+
+    from sensmap import ui
+
+    ctx = get_script_run_ctx()
+    if "sent" not in st.session_state:
+        ctx.uploaded_file_mgr.add_file(ctx.session_id, UploadedFileRec("upload-1", "owl.jpg", "image/jpeg", data))
+        st.session_state["sent"] = True
+    photo, _ = ui.page_inputs("", "First add a photo (Photos).")
+    st.session_state["stored"] = len(ctx.uploaded_file_mgr.get_files(ctx.session_id, ["upload-1"]))
+    st.write(f"showing {photo.name}")
+
+
+def test_a_sent_file_whose_widget_value_was_dropped_is_still_read(slow_decode):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_function(_sent_but_no_widget_value, args=(shared_photo("owl.jpg").read_bytes(),))
+    at.run(timeout=TIMEOUT)
+    assert not at.exception, [e.value for e in at.exception]
+    assert not any(NO_PHOTO in text for text in infos(at))
+    assert [m.value for m in at.markdown] == ["showing owl.jpg"]
+    assert at.session_state["stored"] == 0, "once read, its bytes leave Streamlit's upload store"
+    at.run()
+    assert len(at.session_state[ui.K_PHOTOS]) == 1 and len(slow_decode) == 1, "read once"

@@ -7,7 +7,8 @@ of :mod:`sensmap.ui.costs`).
 * ``sensmap.photos``: ``{sha256: PhotoEntry}`` in the order added; ``sensmap.active_photo``:
   the sha256 of the photo being explained; ``sensmap.uploader_generation`` and
   ``sensmap.upload_messages``: the upload widget's generation and the last uploads' outcome;
-  ``sensmap.pending_uploads``: the uploads being read in the background (:mod:`sensmap.ui.uploads`).
+  ``sensmap.pending_uploads``: the uploads being read in the background (:mod:`sensmap.ui.uploads`);
+  ``sensmap.seen_uploads``: the upload ids already queued for reading (each file is read once).
 * ``sensmap.network.A`` / ``sensmap.network.B``: the chosen :class:`NetworkChoice` (or None);
   ``sensmap.loaded_networks``: the keys of the networks this session loaded.
 * ``sensmap.settings``: the :class:`MapSettings` of the Map page (shared with Compare and Report);
@@ -40,6 +41,7 @@ K_ACTIVE = "sensmap.active_photo"
 K_UPLOADER = "sensmap.uploader_generation"
 K_UPLOAD_MESSAGES = "sensmap.upload_messages"
 K_PENDING_UPLOADS = "sensmap.pending_uploads"
+K_SEEN_UPLOADS = "sensmap.seen_uploads"
 K_NETWORK = {"A": "sensmap.network.A", "B": "sensmap.network.B"}
 K_LOADED = "sensmap.loaded_networks"
 K_SETTINGS = "sensmap.settings"

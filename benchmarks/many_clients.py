@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/many_clients.py                        # 8 clients; scenarios "local", then "ray"
     .venv/bin/python benchmarks/many_clients.py --clients 2 --scenario local
     .venv/bin/python benchmarks/many_clients.py --ray-workers 2 --out test-artifacts/many_clients.json
+    .venv/bin/python benchmarks/many_clients.py --wait-for-transfer   # Map 0.3 s after the photo reached the server
 
 One ``streamlit run app.py`` on 127.0.0.1 with the shared weights (the tests' :func:`test_browser.streamlit_server`)
 and one headless Chromium (Debian's) through Playwright's async API: each client is a browser context of its own (its
@@ -15,8 +16,10 @@ Per client: whether the Map page ever said "First add a photo" (it must not), wh
 no reload (the page's watcher, :data:`test_browser.WATCH_CLIENT`, lives as long as the document), the queue lines
 it saw ("2nd of 8 in the queue (1 job computing), about 40 s"), and seconds from the Run-map click to the final map
 (the overlay chart drawn, nothing refining) and to a quiet page (no progress bar left: the map's faithfulness
-check done, which waits in the same queue). Also the server's peak resident memory (the server and its child
-processes, e.g. the Ray gateway) during the clients' run and, with Ray, the cluster's (every process of its session).
+check done, which waits in the same queue; the queue lines of both). For a client that failed, when its photo's
+transfer to the server (the browser's PUT) ended or failed against its Map click. Also the server's peak resident
+memory (the server and its child processes, e.g. the Ray gateway) during the clients' run and, with Ray, the
+cluster's (every process of its session).
 
 Scenario "local": maps run on the server (``[queue] max_running`` 1). Scenario "ray": a local one-node cluster
 (``tests/ray_clusters.local_cluster``, ``--ray-cpus`` CPUs) and the server with ``SENSMAP_RAY_ADDRESS`` and
@@ -181,8 +184,20 @@ async def warm_up(browser, url: str, cluster: bool, timeout_s: float) -> dict:
     return {"seconds": round(time.perf_counter() - started, 1), "where": where.group(0) if where else None}
 
 
+def watch_upload(page, row: dict, since: float) -> None:
+    """Note in ``row`` when the browser's transfer of the photo (its PUT to ``/_stcore/upload_file``) ended or failed,
+    in seconds after ``since``: whether the photo had reached the server when the Map page was clicked."""
+
+    def ended(request, key: str) -> None:
+        if "/_stcore/upload_file" in request.url and request.method == "PUT":
+            row.setdefault(key, round(time.perf_counter() - since, 2))
+
+    page.on("requestfinished", lambda request: ended(request, "upload_transfer_done_s"))
+    page.on("requestfailed", lambda request: ended(request, "upload_transfer_failed_s"))
+
+
 async def one_client(browser, url: str, photo: str, others: list[str], ready: Callable, go: asyncio.Event,
-                     timeout_s: float) -> dict:  # fmt: skip
+                     timeout_s: float, wait_for_transfer: bool) -> dict:  # fmt: skip
     """One client's upload, Map page and map (see the module notes); what it saw."""
     from conftest import shared_photo
 
@@ -193,9 +208,15 @@ async def one_client(browser, url: str, photo: str, others: list[str], ready: Ca
         ready()
         await go.wait()
         upload = page.get_by_test_id("stFileUploader").locator("input[type=file]")
+        chosen = time.perf_counter()
+        watch_upload(page, row, chosen)
         await upload.set_input_files(str(shared_photo(photo)))
         sent = time.perf_counter()
+        row["files_set_s"] = round(sent - chosen, 2)
+        while wait_for_transfer and "upload_transfer_done_s" not in row and time.perf_counter() - sent < 120:
+            await asyncio.sleep(0.05)  # the gentler variant: the Map page opens once the photo is on the server
         await asyncio.sleep(OPEN_MAP_AFTER_S)
+        row["map_clicked_s"] = round(time.perf_counter() - chosen, 2)
         await open_page(page, "Map", idle=False)
         row["map_opened_after_upload_s"] = round(time.perf_counter() - sent, 2)
         await page.wait_for_function("window.__client?.photo !== null", timeout=STEP_TIMEOUT_MS, polling=100)
@@ -243,7 +264,9 @@ async def one_client(browser, url: str, photo: str, others: list[str], ready: Ca
     return row
 
 
-async def run_clients(url: str, photos: list[str], cluster: bool, timeout_s: float, memory: Callable) -> dict:
+async def run_clients(
+    url: str, photos: list[str], cluster: bool, timeout_s: float, memory: Callable, wait_for_transfer: bool
+) -> dict:
     from playwright.async_api import async_playwright, expect
 
     expect.set_options(timeout=STEP_TIMEOUT_MS)
@@ -262,7 +285,8 @@ async def run_clients(url: str, photos: list[str], cluster: bool, timeout_s: flo
             with memory() as samplers:
                 started = time.perf_counter()
                 rows = await asyncio.gather(*[
-                    one_client(browser, url, photo, [o for o in photos if o != photo], ready, go, timeout_s)
+                    one_client(browser, url, photo, [o for o in photos if o != photo], ready, go, timeout_s,
+                               wait_for_transfer)
                     for photo in photos
                 ])  # fmt: skip
                 wall = time.perf_counter() - started
@@ -315,7 +339,14 @@ def scenario(name: str, photos: list[str], args: argparse.Namespace) -> dict:
             print(f"  Ray cluster at {address} ({args.ray_cpus} CPUs), {args.ray_workers} actors", flush=True)
         url, process = stack.enter_context(streamlit_server(WEIGHTS, log_name, env=env, launcher=launcher))
         result = asyncio.run(
-            run_clients(url, photos, name == "ray", args.timeout, lambda: Memory(process.pid, cluster_pids))
+            run_clients(
+                url,
+                photos,
+                name == "ray",
+                args.timeout,
+                lambda: Memory(process.pid, cluster_pids),
+                args.wait_for_transfer,
+            )
         )
     log = (ARTIFACTS / log_name).read_text(errors="replace")
     result["server_log"] = {"path": str((ARTIFACTS / log_name).relative_to(REPO)),
@@ -346,6 +377,21 @@ def queue_summary(lines: list[str]) -> str:
     return f"{' → '.join(positions) or lines[0]}{eta} ({len(lines)} lines)"
 
 
+def timeline(row: dict) -> str:
+    """When the client's upload and Map click happened, in seconds after it chose the file."""
+    steps = [("files set", "files_set_s"), ("Map clicked", "map_clicked_s"),
+             ("photo transfer to the server done", "upload_transfer_done_s"),
+             ("photo transfer FAILED", "upload_transfer_failed_s")]  # fmt: skip
+    said = [f"{what} {row[key]:.2f} s" for what, key in steps if row.get(key) is not None]
+    if row.get("map_opened_after_upload_s") is not None:
+        said.append(f"Map page shown {row['files_set_s'] + row['map_opened_after_upload_s']:.2f} s")
+    else:
+        said.append("the Map page never showed")
+    if not row.get("upload_transfer_done_s") and not row.get("upload_transfer_failed_s"):
+        said.append("no photo transfer seen")
+    return ", ".join(said)
+
+
 def print_table(name: str, result: dict) -> None:
     rows = result["clients"]
     header = (f"{'client':>6}  {'photo':<22} {'stale page':<10} {'own photo':<9} {'click→map s':>11} "
@@ -368,6 +414,8 @@ def print_table(name: str, result: dict) -> None:
         for problem in [row["error"], *row["page_errors"]] + (["the page was reloaded"] if row["reloaded"] else []):
             if problem:
                 print(f"{'':>8}problem: {problem}")
+        if row["error"] or row["saw_stale_page"] or not row["saw_own_photo"]:
+            print(f"{'':>8}timeline: {timeline(row)}")
     finals = [r["click_to_final_map_s"] for r in rows if r["click_to_final_map_s"] is not None]
     quiet = [r["click_to_quiet_page_s"] for r in rows if r["click_to_quiet_page_s"] is not None]
     print(f"click → final map: {spread(finals)} ({len(finals)} of {len(rows)} clients got their map)")
@@ -392,6 +440,9 @@ def main(argv: list[str] | None = None) -> int:
         default=0.0,
         help="seconds every photo read sleeps in the server (tests/slow_reading_server.py)",
     )
+    parser.add_argument("--wait-for-transfer", action="store_true",
+                        help="open the Map page 0.3 s after the photo's transfer to the server ended (not after the "
+                        "file was chosen)")  # fmt: skip
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds a client waits for its map")
     parser.add_argument("--out", type=Path, default=REPO / "test-artifacts" / "many_clients.json")
     args = parser.parse_args(argv)
@@ -404,6 +455,7 @@ def main(argv: list[str] | None = None) -> int:
     photos = CLIENT_PHOTOS[: args.clients]
     report = {"machine": machine(), "clients": args.clients, "photos": photos, "ray_workers": args.ray_workers,
               "ray_cpus": args.ray_cpus, "read_delay_s": args.read_delay, "open_map_after_s": OPEN_MAP_AFTER_S,
+              "wait_for_transfer": args.wait_for_transfer,
               "load_average_1min": round(os.getloadavg()[0], 2), "scenarios": {}}  # fmt: skip
     print(f"Machine: {report['machine']}; load average {report['load_average_1min']}")
     for name in ["local", "ray"] if args.scenario == "both" else [args.scenario]:

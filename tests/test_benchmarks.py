@@ -1,7 +1,9 @@
-"""The benchmarks say what to install before doing any work when a test tool they need is missing."""
+"""The benchmarks say what to install before doing any work when a test tool they need is missing; the many-clients
+benchmark runs end to end, small."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -35,3 +37,26 @@ def test_benchmark_without_scikit_image_says_what_to_install_at_once(tmp_path, s
     assert "pip install scikit-image==" in done.stderr and "requirements-dev.txt" in done.stderr
     assert elapsed < 20  # it stopped before TensorFlow or any network loaded (a map takes minutes)
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_many_clients_benchmark_runs_with_two_clients_on_the_server_alone(tmp_path):
+    """``benchmarks/many_clients.py`` end to end, small: two browser clients upload, open the Map page 0.3 s later
+    and map at once; the report names both and says what each saw. The benchmark measures the dashboard, so a client
+    that lost its upload (exit status 1, named in the output) is its finding, not this test's failure."""
+    out = tmp_path / "many_clients.json"
+    command = [sys.executable, str(REPO / "benchmarks" / "many_clients.py"), "--clients", "2", "--scenario", "local",
+               "--out", str(out)]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=400)
+    assert done.returncode in (0, 1) and "Traceback" not in done.stderr, done.stdout[-4000:] + done.stderr[-4000:]
+    rows = json.loads(out.read_text())["scenarios"]["local"]["clients"]
+    assert [row["photo"] for row in rows] == ["cat_720p.jpg", "chelsea.png"]
+    assert "click → final map: " in done.stdout and "server memory: " in done.stdout
+    failed = [row["photo"] for row in rows if row["saw_stale_page"] or not row["saw_own_photo"] or row["error"]]
+    assert (done.returncode == 1) == bool(failed), (failed, done.stdout[-2000:])
+    for photo in failed:
+        assert f"('local', '{photo}')" in done.stdout
+    for row in rows:
+        if row["photo"] not in failed:
+            assert row["click_to_final_map_s"] > 0 and row["queue_lines"] is not None, row

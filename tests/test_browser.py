@@ -32,6 +32,7 @@ ARTIFACTS = REPO / "test-artifacts" / "browser"
 START_TIMEOUT_S = 90
 VIEWPORT = {"width": 1440, "height": 1000}
 STEP_TIMEOUT_MS = 120_000  # a step may load TensorFlow and a network, then run a map on a small CPU
+SLOW_READING_SERVER = Path(__file__).with_name("slow_reading_server.py")  # every photo read takes 3 s more
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run"]  # fmt: skip
 
@@ -44,21 +45,30 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def streamlit_server(
-    weights_dir: Path, log_name: str = "server.log", models_dir: Path | None = None
+    weights_dir: Path,
+    log_name: str = "server.log",
+    models_dir: Path | None = None,
+    *,
+    env: dict[str, str] | None = None,
+    launcher: Path | None = None,
 ) -> Iterator[tuple[str, subprocess.Popen]]:
     """``streamlit run app.py`` on a free port of 127.0.0.1 with the shared weights (and the operator's own models in
     ``models_dir``, if given): ``(url, process)``; stopped afterwards. The process is the server itself (its RSS is
-    the dashboard's memory)."""
+    the dashboard's memory). ``env``: more environment variables for the server; ``launcher``: a Python script run
+    instead of ``-m streamlit`` with the same arguments (a test's bootstrap that patches something, then runs
+    Streamlit's CLI, e.g. :mod:`slow_reading_server`)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    env = {**os.environ, "SENSMAP_WEIGHTS_DIR": str(weights_dir), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    env.pop("SENSMAP_MODELS_DIR", None)
+    server_env = {**os.environ, "SENSMAP_WEIGHTS_DIR": str(weights_dir), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    server_env.pop("SENSMAP_MODELS_DIR", None)
     if models_dir is not None:
-        env["SENSMAP_MODELS_DIR"] = str(models_dir)
-    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.address", "127.0.0.1",
+        server_env["SENSMAP_MODELS_DIR"] = str(models_dir)
+    server_env.update(env or {})
+    start = [str(launcher)] if launcher is not None else ["-m", "streamlit"]
+    command = [sys.executable, *start, "run", "app.py", "--server.address", "127.0.0.1",
                "--server.port", str(port), "--server.headless", "true"]  # fmt: skip
     log = open(ARTIFACTS / log_name, "w")  # noqa: SIM115 - closed in finally
-    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(command, cwd=REPO, env=server_env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -151,6 +161,44 @@ WATCH_RUN = """() => {
   window.__runWatch?.disconnect();
   window.__runWatch = new MutationObserver(look);
   window.__runWatch.observe(document.body, {subtree: true, childList: true, characterData: true});
+}"""
+
+
+# What one client sees on its page from now on, in the page's own clock (a MutationObserver: no polling delay; it lives
+# as long as the document, so a reload loses it). Times (performance.now(), ms) of the first "First add a photo"
+# (stale), "Reading your upload" spinner (spinner) and own photo with its Run map button (photo); the queue lines
+# seen ("2nd of 3 in the queue (1 job computing), about 14 s"); error boxes; once ``window.__client.click`` is set:
+# the final map (final: overlay chart drawn, nothing refining) and the last moment the page went quiet after it
+# (done: no progress bar, script not running; null again while a progress bar shows, e.g. the faithfulness check).
+WATCH_CLIENT = """(name) => {
+  const w = {stale: null, spinner: null, photo: null, waits: [], errors: [], click: null, final: null, done: null};
+  const look = () => {
+    const main = document.querySelector('[data-testid="stMain"]');
+    if (!main) return;
+    const now = performance.now(), text = main.innerText;
+    if (w.stale === null && text.includes('First add a photo')) w.stale = now;
+    if (w.spinner === null && text.includes('Reading your upload')) w.spinner = now;
+    const captions = [...main.querySelectorAll('[data-testid="stImageCaption"]')].map(c => c.innerText.trim());
+    if (w.photo === null && captions.includes(name) && text.includes('Run map')) w.photo = now;
+    for (const m of text.matchAll(/waiting for its turn — ([^\\n]*)/g)) if (!w.waits.includes(m[1])) w.waits.push(m[1]);
+    for (const box of main.querySelectorAll('[data-testid="stException"], [data-testid="stAlertContentError"]')) {
+      const said = box.innerText.slice(0, 300);
+      if (!w.errors.includes(said)) w.errors.push(said);
+    }
+    if (w.click === null) return;
+    const chart = main.querySelector('[data-testid="stPlotlyChart"] .js-plotly-plot .main-svg');
+    const drawn = chart && text.includes('percentage points') && !text.includes(' — refining: ');
+    if (w.final === null && drawn) w.final = now;
+    const running = document.querySelector('[data-testid="stApp"]')?.dataset.testScriptState === 'running';
+    const quiet = w.final !== null && drawn && !main.querySelector('[data-testid="stProgress"]') && !running;
+    if (!quiet) w.done = null; else if (w.done === null) w.done = now;
+  };
+  window.__client = w;
+  window.__clientWatch?.disconnect();
+  window.__clientWatch = new MutationObserver(look);
+  window.__clientWatch.observe(document.body, {subtree: true, childList: true, characterData: true, attributes: true,
+                                               attributeFilter: ['data-test-script-state']});
+  look();
 }"""
 
 
@@ -400,3 +448,36 @@ def test_an_onnx_model_from_the_operators_folder_is_mapped_and_compared_with_a_k
         expect(chart.locator(".js-plotly-plot .main-svg").first).to_be_visible()
         page.screenshot(path=ARTIFACTS / "onnx-compare.png", full_page=True)
         assert not page.get_by_test_id("stException").count()
+
+
+def test_a_page_opened_while_an_upload_is_read_waits_for_the_photo(shared_weights_dir):
+    """The upload race: a photo sent on the Photos page and the Map page opened 0.3 s later, while the server still
+    reads it (every read 3 s slower, :mod:`slow_reading_server`). The Map page never says "First add a photo": it
+    shows "Reading your upload" with a spinner, then the photo and its Run map button, without a reload."""
+    from playwright.sync_api import expect
+
+    launched = streamlit_server(shared_weights_dir, "upload-race-server.log", launcher=SLOW_READING_SERVER)
+    with launched as (url, _), launch_chromium() as browser:
+        page = browser.new_page(viewport=VIEWPORT)
+        page.set_default_timeout(STEP_TIMEOUT_MS)
+        page.goto(url)
+        expect(page.get_by_role("heading", level=1).first).to_contain_text("sensmap")
+        open_page_in(page, "Photos")
+        page.evaluate(WATCH_CLIENT, "owl.jpg")
+        page.get_by_test_id("stFileUploader").locator("input[type=file]").set_input_files(str(shared_photo("owl.jpg")))
+        sent = time.perf_counter()
+        page.wait_for_timeout(300)
+        page.get_by_test_id("stSidebarNav").get_by_role("link", name="Map", exact=True).click()
+        expect(page.get_by_role("heading", level=1).first).to_contain_text("Map")
+        assert time.perf_counter() - sent < 2.5, "the Map page opened after the slow read was over: no race tested"
+        page.wait_for_function("window.__client?.photo !== null", timeout=STEP_TIMEOUT_MS)
+        wait_idle(page)
+        seen = page.evaluate("window.__client")  # the watcher is still there: the page was never reloaded
+        assert seen is not None, "the page was reloaded"
+        assert seen["stale"] is None, "the Map page said 'First add a photo' while the upload was being read"
+        assert seen["spinner"] is not None and seen["spinner"] < seen["photo"], seen
+        assert seen["errors"] == [], seen["errors"]
+        expect(page.get_by_test_id("stImageCaption").filter(has_text="owl.jpg")).to_be_visible()
+        expect(page.get_by_role("button", name=re.compile("Run map"))).to_be_enabled()
+        expect(page.get_by_text("First add a photo")).to_have_count(0)
+        page.screenshot(path=ARTIFACTS / "upload-race-map.png", full_page=True)

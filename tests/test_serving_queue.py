@@ -178,3 +178,20 @@ def test_more_places_start_waiting_jobs_at_once():
     assert waiting.state == "waiting"
     queue.set_max_running(2)
     assert waiting.state == "running" and waiting.wait(0)
+
+
+def test_checks_that_follow_maps_wait_while_maps_wait_and_take_fair_turns_among_themselves():
+    queue = FairQueue(QueueLimits(max_running=1))
+    blocker = queue.submit("Z", "map Z")
+    checks = [queue.submit(s, f"check {s}", background=True) for s in "AB"]
+    maps = [queue.submit(s, f"map {s}") for s in "CDA"]
+    assert queue.snapshot()["waiting"] == [("C", "map C"), ("D", "map D"), ("A", "map A"), ("A", "check A"),
+                                           ("B", "check B")]  # fmt: skip
+    assert checks[0].place().position == 4
+    blocker.release()
+    order = []
+    for _ in range(5):
+        (running,) = [t for t in [*checks, *maps] if t.state == "running"]
+        order.append(running.label)
+        running.release()
+    assert order == ["map C", "map D", "map A", "check A", "check B"]

@@ -5,7 +5,8 @@ One :class:`FairQueue` per server. A session submits a job (a map, a faithfulnes
 time fair queuing with one unit per job: a job's *start tag* is the later of the tag being served now and the end of
 its session's previous job, and sessions keep their order within every round. So a session that submits several jobs
 gets one turn per round, and a session that arrives waits behind at most one job of every other session, however many
-those have queued.
+those have queued. Background jobs (work the user did not ask to see first: the check that follows a map) wait
+while any foreground job waits, and take fair turns among themselves.
 
 Positions and expected waits come from the jobs' own estimates (seconds, from the dashboard's measured time per
 forward pass) and, for running jobs, from their progress. Everything here is thread-safe and pure Python.
@@ -41,9 +42,12 @@ class Ticket:
     """One job in the queue. ``session``: who submitted it; ``label``: what it is (shown to operators);
     ``estimate_s``: its expected computing time in seconds."""
 
-    def __init__(self, queue: FairQueue, session: str, label: str, estimate_s: float, seq: int, tag: float) -> None:
+    def __init__(
+        self, queue: FairQueue, session: str, label: str, estimate_s: float, seq: int, tag: float, background: bool
+    ) -> None:
         self._queue = queue
         self.session, self.label, self.estimate_s = session, label, max(0.0, float(estimate_s))
+        self.background = background  # waits while any foreground job waits
         self.seq, self.tag = seq, tag  # the order key: (tag, seq); seq is the session's place within a round
         self.state = WAITING
         self.submitted = queue.clock()
@@ -89,9 +93,11 @@ class FairQueue:
         self._seq = itertools.count()
         self._waiting: list[Ticket] = []
         self._running: list[Ticket] = []
-        self._now_tag = 0.0  # the start tag of the job that started last
-        self._end_tag: dict[str, float] = {}  # per session: the end tag of its last job
-        self._origin: dict[str, int] = {}  # per session: the number of the first job of its current backlog
+        # per class (foreground, background): the start tag of the job that started last; per (session, class): the
+        # end tag of its last job and the number of the first job of its current backlog
+        self._now_tag: dict[bool, float] = {False: 0.0, True: 0.0}
+        self._end_tag: dict[tuple[str, bool], float] = {}
+        self._origin: dict[tuple[str, bool], int] = {}
         self.history: list[tuple[str, str]] = []  # (session, label) of each job as it started, for operators
 
     def set_max_running(self, count: int) -> None:
@@ -100,8 +106,11 @@ class FairQueue:
             self.limits = QueueLimits(max(1, int(count)), self.limits.max_waiting_per_session, self.limits.max_waiting)
             self._grant()
 
-    def submit(self, session: str, label: str, estimate_s: float = 0.0) -> Ticket:
-        """Queue a job of ``session``; it starts at once when a place is free and nobody waits before it."""
+    def submit(self, session: str, label: str, estimate_s: float = 0.0, background: bool = False) -> Ticket:
+        """Queue a job of ``session``; it starts at once when a place is free and nobody waits before it.
+
+        ``background`` jobs (work the user did not ask to see first, e.g. the check that follows a map) wait while
+        any foreground job waits, and take their turns fairly among themselves."""
         with self._lock:
             mine = sum(t.session == session for t in self._waiting)
             if mine >= self.limits.max_waiting_per_session:
@@ -115,13 +124,13 @@ class FairQueue:
                     f"The server's queue is full ({len(self._waiting)} jobs waiting, max_waiting = "
                     f"{self.limits.max_waiting}). Try again in a minute."
                 )
-            seq = next(self._seq)
-            backlog = self._end_tag.get(session, 0.0) > self._now_tag
-            tag = self._end_tag[session] if backlog else self._now_tag
+            seq, key = next(self._seq), (session, background)
+            backlog = self._end_tag.get(key, 0.0) > self._now_tag[background]
+            tag = self._end_tag[key] if backlog else self._now_tag[background]
             if not backlog:
-                self._origin[session] = seq  # sessions keep their order from round to round
-            self._end_tag[session] = tag + 1.0
-            ticket = Ticket(self, session, label, estimate_s, self._origin[session], tag)
+                self._origin[key] = seq  # sessions keep their order from round to round
+            self._end_tag[key] = tag + 1.0
+            ticket = Ticket(self, session, label, estimate_s, self._origin[key], tag, background)
             self._waiting.append(ticket)
             self._grant()
             return ticket
@@ -142,11 +151,12 @@ class FairQueue:
         estimate_s: float = 0.0,
         on_wait: Callable[[Place], None] | None = None,
         poll_s: float = 0.5,
+        background: bool = False,
     ) -> Iterator[Ticket]:
         """Submit a job, wait for its turn (calling ``on_wait(place)`` about every ``poll_s`` seconds), and run the
         ``with`` block as that job; the place is freed however the block ends, and a job stopped while it waits
         (an exception from ``on_wait``, e.g. the dashboard's Stop) leaves the queue."""
-        ticket = self.submit(session, label, estimate_s)
+        ticket = self.submit(session, label, estimate_s, background)
         try:
             while not ticket.wait(0.0):
                 place = ticket.place()
@@ -160,7 +170,7 @@ class FairQueue:
     # ----------------------------------------------------------------- inside the lock
 
     def _ordered(self) -> list[Ticket]:
-        return sorted(self._waiting, key=lambda t: (t.tag, t.seq))
+        return sorted(self._waiting, key=lambda t: (t.background, t.tag, t.seq))
 
     def _grant(self) -> None:
         started = False
@@ -168,7 +178,7 @@ class FairQueue:
             ticket = self._ordered()[0]
             self._waiting.remove(ticket)
             ticket.state, ticket.started = RUNNING, self.clock()
-            self._now_tag = max(self._now_tag, ticket.tag)
+            self._now_tag[ticket.background] = max(self._now_tag[ticket.background], ticket.tag)
             self._running.append(ticket)
             self.history.append((ticket.session, ticket.label))
             del self.history[:-1000]
@@ -190,8 +200,9 @@ class FairQueue:
             elif ticket.state == WAITING:
                 self._waiting.remove(ticket)
                 ticket.state = WITHDRAWN
-                if self._end_tag.get(ticket.session) == ticket.tag + 1.0:
-                    self._end_tag[ticket.session] = ticket.tag  # the session's next job takes the turn it left
+                key = (ticket.session, ticket.background)
+                if self._end_tag.get(key) == ticket.tag + 1.0:
+                    self._end_tag[key] = ticket.tag  # the session's next job takes the turn it left
             self._grant()
 
     def _place(self, ticket: Ticket) -> Place | None:

@@ -141,7 +141,8 @@ def run_pending_checks(photo: PhotoEntry, jobs: Sequence[tuple[NetworkChoice, Ne
     if not todo:
         return
     stop = stop_button()
-    numbers = [run_faithfulness_with_progress(choice, network, photo, results()[key]) for choice, network, key in todo]
+    numbers = [run_faithfulness_with_progress(choice, network, photo, results()[key], background=True)
+               for choice, network, key in todo]  # fmt: skip
     stop.empty()
     if all(n is not None for n in numbers):
         st.rerun()
@@ -155,14 +156,17 @@ def run_faithfulness_with_progress(
     *,
     cancel: Callable[[], bool] | None = None,
     block: int | None = None,
+    background: bool = False,
 ) -> dict | None:
     """The faithfulness check of a finished map (queued, see :func:`run_pending_checks`, or against random patches
-    of side ``block`` for the Methods page), with a progress bar; None when it failed or was stopped."""
+    of side ``block`` for the Methods page), with a progress bar; None when it failed or was stopped. ``background``:
+    the check was queued after its map (it waits while other users' maps wait)."""
     label = _run_label(choice, photo, result.method)
     run = _RunProgress(label, faithfulness_passes(), "faithfulness check")
     numbers = None
     with _reporting(run):
-        numbers = run.in_turn(choice, network, faithfulness_work(photo, result, block), "faithfulness check", cancel)
+        work = faithfulness_work(photo, result, block)
+        numbers = run.in_turn(choice, network, work, "faithfulness check", cancel, background=background)
     return numbers
 
 
@@ -257,6 +261,7 @@ class _RunProgress:
         *,
         offset: int = 0,
         passes: int | None = None,
+        background: bool = False,
     ) -> Any:
         """Run one phase's model work in its turn of the shared queue (:func:`~sensmap.ui.scheduling.run_model_work`):
         the bar shows the position and expected wait, then the phase's forward passes."""
@@ -269,6 +274,7 @@ class _RunProgress:
         return run_model_work(
             choice, network, work, label=f"{self.label} ({phase})", estimate_s=passes_cost(choice, passes, 0).seconds,
             on_wait=waiting, progress=self.phase(phase, offset), cancel=cancel, on_partial=on_partial,
+            background=background,
         )  # fmt: skip
 
     def close(self) -> None:

@@ -109,14 +109,16 @@ def run_model_work(
     progress: Callable[[int, int], None] | None = None,
     cancel: Callable[[], bool] | None = None,
     on_partial: Callable[[Any], Any] | None = None,
+    background: bool = False,
 ) -> Any:
     """Run ``work`` in its turn: wait in the shared queue (``on_wait(place)`` about twice a second; any click
     interrupts it there and the job leaves the queue), then compute it on the Ray cluster when one serves, else
     here (:func:`sensmap.serving.run_work`). A cluster that goes away during the job is reported with
-    ``st.warning`` and the job is computed here instead. Raises :class:`~sensmap.errors.QueueFullError` when the
-    queue refuses the job."""
+    ``st.warning`` and the job is computed here instead. ``background``: work the user did not ask to see first
+    (the check that follows a map), which waits while others' maps wait. Raises
+    :class:`~sensmap.errors.QueueFullError` when the queue refuses the job."""
     queue = job_queue()
-    with queue.turn(session_id(), label, estimate_s, on_wait=on_wait) as ticket:
+    with queue.turn(session_id(), label, estimate_s, on_wait=on_wait, background=background) as ticket:
 
         def tracked(done: int, total: int) -> None:
             ticket.set_progress(done / max(total, 1))

@@ -8,6 +8,7 @@ everything they share lives here, one concern per file, and this module hands al
 * :mod:`~sensmap.ui.text` — Markdown-safe text, errors shown without a traceback, the colour key,
   percentages, wrapped panel titles, text without server paths.
 * :mod:`~sensmap.ui.photo_store` — the session's photos: uploads, sample photos, the active photo.
+* :mod:`~sensmap.ui.uploads` — uploads read in the background and never lost; pages wait for them.
 * :mod:`~sensmap.ui.networks` — the network catalogue, the chosen networks A and B, the cached loader.
 * :mod:`~sensmap.ui.page_inputs` — the active photo and loaded networks a page needs, or where to get them.
 * :mod:`~sensmap.ui.map_settings` — the Map page's settings and the choices offered.
@@ -17,6 +18,8 @@ everything they share lives here, one concern per file, and this module hands al
 * :mod:`~sensmap.ui.progressive` — maps drawn while they refine, and how a partial map is marked.
 * :mod:`~sensmap.ui.pointing` — each photo's pointing-check box and the pointing numbers.
 * :mod:`~sensmap.ui.trust` — a map's story, stability, agreement of two maps, the fast-mode warning.
+* :mod:`~sensmap.ui.scheduling` — where model work runs: the server's one fair queue, then here or on a Ray
+  cluster; the waiting line and where maps run.
 * :mod:`~sensmap.ui.runs` — running maps (drawn as they refine) and their queued faithfulness checks with a
   progress bar and a Stop button; stopped runs.
 * :mod:`~sensmap.ui.methods` — the Methods page: occlusion, Grad-CAM and RISE side by side, the RISE settings,
@@ -26,8 +29,9 @@ everything they share lives here, one concern per file, and this module hands al
   tables without server paths, the photo behind a map, the shortcut-suspects gallery.
 
 Nothing is shared between browser sessions except the ``st.cache_resource`` values of
-:mod:`~sensmap.ui.networks` (loaded networks, each warming up its incremental engine) and
-:mod:`~sensmap.ui.costs` (seconds per pass, probed and measured). Tests
+:mod:`~sensmap.ui.networks` (loaded networks, each warming up its incremental engine),
+:mod:`~sensmap.ui.costs` (seconds per pass, probed and measured), :mod:`~sensmap.ui.uploads` (the threads that
+read uploads) and :mod:`~sensmap.ui.scheduling` (the settings, the job queue, the cluster link). Tests
 that replace a function replace it in the module that defines it (see the list above).
 """
 

@@ -9,7 +9,7 @@ import streamlit as st
 
 from .networks import load_network, network_choice
 from .photo_store import active_photo, show_upload_messages
-from .uploads import wait_for_uploads
+from .uploads import rerun_when_a_photo_arrives, wait_for_uploads
 
 if TYPE_CHECKING:
     from ..models import Network
@@ -29,6 +29,7 @@ def page_inputs(roles: str, needs: str) -> tuple[PhotoEntry, list[tuple[NetworkC
     if photo is None or any(choice is None for choice in choices):
         if photo is None:
             show_upload_messages(errors_only=True)
+            rerun_when_a_photo_arrives()
         st.info(needs, icon=":material/info:")
         where = "pages/photos.py" if photo is None else "pages/networks.py"
         st.page_link(where, label="Go there", icon=":material/east:")

@@ -8,7 +8,8 @@ request before the server starts it, and Streamlit then drops the value) is stil
 (:func:`prepare_photo`: decode, fit and thumbnail), so no click can interrupt the reading halfway, and each file
 (by its upload id) is read once. The session keeps the pending uploads; :func:`collect_uploads` adds the photos
 that are ready (every page calls it first), and a page that needs a photo waits for the pending ones with a
-spinner (:func:`wait_for_uploads`) instead of saying "add a photo".
+spinner (:func:`wait_for_uploads`) instead of saying "add a photo"; one that has none to show reruns when an upload
+arrives late (:func:`rerun_when_a_photo_arrives`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from .session import K_PENDING_UPLOADS, K_SEEN_UPLOADS, K_UPLOAD_MESSAGES, K_UPL
 from .text import plain
 
 UPLOAD_THREADS = 2  # photos read at once, for all sessions together
+WATCH_EVERY_S = 1.5  # how often a page without a photo looks for one that arrived late
 
 
 @dataclass(frozen=True)
@@ -124,3 +126,13 @@ def wait_for_uploads() -> None:
         with st.spinner(plain(f"Reading your upload: {shown}…")):
             concurrent.futures.wait([p.future for p in st.session_state.get(K_PENDING_UPLOADS, [])])
     collect_uploads()
+
+
+@st.fragment(run_every=WATCH_EVERY_S)
+def rerun_when_a_photo_arrives() -> None:
+    """For a page that has no photo to show: every :data:`WATCH_EVERY_S` seconds, look for an upload that arrived
+    since (a transfer that ended after the user left the Photos page sends no rerun of its own) and rerun the page
+    once it has one to read."""
+    claim_sent_files()
+    if pending_uploads() or st.session_state.get(K_PENDING_UPLOADS):
+        st.rerun()

@@ -500,3 +500,41 @@ def test_a_page_opened_while_an_upload_is_read_waits_for_the_photo(shared_weight
         expect(page.get_by_role("button", name=re.compile("Run map"))).to_be_enabled()
         expect(page.get_by_text("First add a photo")).to_have_count(0)
         page.screenshot(path=ARTIFACTS / f"upload-race-map-{'slow' if slow else 'camera'}.png", full_page=True)
+
+
+def test_the_map_page_opened_while_the_photo_is_still_transferring_comes_to_the_photo(shared_weights_dir):
+    """The upload's transfer to the server is held for 3 s (Playwright delays the PUT), and the user opens the Map
+    page 0.3 s after choosing the file, before the server has anything. When the transfer ends, the Map page comes
+    to the photo by itself: no reload, no click, no error."""
+    from playwright.sync_api import expect
+
+    held: list[float] = []
+
+    def hold_transfer(route) -> None:
+        if route.request.method == "PUT":
+            held.append(time.perf_counter())
+            time.sleep(3.0)
+        route.continue_()
+
+    with streamlit_server(shared_weights_dir, "upload-transfer-server.log") as (url, _), launch_chromium() as browser:
+        page = browser.new_page(viewport=VIEWPORT)
+        page.set_default_timeout(STEP_TIMEOUT_MS)
+        page.goto(url)
+        expect(page.get_by_role("heading", level=1).first).to_contain_text("sensmap")
+        open_page_in(page, "Photos")
+        page.route("**/_stcore/upload_file/**", hold_transfer)
+        page.evaluate(WATCH_CLIENT, "owl.jpg")
+        page.get_by_test_id("stFileUploader").locator("input[type=file]").set_input_files(str(shared_photo("owl.jpg")))
+        page.wait_for_timeout(300)
+        page.get_by_test_id("stSidebarNav").get_by_role("link", name="Map", exact=True).click()
+        expect(page.get_by_role("heading", level=1).first).to_contain_text("Map")
+        page.wait_for_function("window.__client?.photo !== null", timeout=60_000)
+        wait_idle(page)
+        assert held, "the transfer was held"
+        seen = page.evaluate("window.__client")
+        assert seen is not None, "the page was reloaded"
+        assert seen["errors"] == [], seen["errors"]
+        expect(page.get_by_role("heading", level=1).first).to_contain_text("Map")
+        expect(page.get_by_test_id("stImageCaption").filter(has_text="owl.jpg")).to_be_visible()
+        expect(page.get_by_text("First add a photo")).to_have_count(0)
+        page.screenshot(path=ARTIFACTS / "upload-transfer-map.png", full_page=True)

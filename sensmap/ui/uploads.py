@@ -123,8 +123,11 @@ def wait_for_uploads() -> None:
     names = pending_uploads()
     if names:
         shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        futures = [p.future for p in st.session_state.get(K_PENDING_UPLOADS, [])]
         with st.spinner(plain(f"Reading your upload: {shown}…")):
-            concurrent.futures.wait([p.future for p in st.session_state.get(K_PENDING_UPLOADS, [])])
+            mark = st.empty()
+            while concurrent.futures.wait(futures, timeout=0.25).not_done:
+                mark.empty()  # a Streamlit call: a click elsewhere ends this wait at once (the reading goes on)
     collect_uploads()
 
 

@@ -3,55 +3,32 @@
 A head node is started with ``ray start --head`` on 127.0.0.1 in its own temporary folder (as an operator would
 on the head machine), the audit runs as the CLI in a separate process with ``--address HOST:PORT`` and with
 ``--address auto`` (the README's way on a node of the cluster, and what ``ray job submit`` runs), and the cluster
-is stopped at the end. Its maps must equal ``sensitivity_map`` run here.
+is stopped at the end (by killing its own processes: ``ray stop`` would end every Ray on the
+machine). Its maps must equal ``sensitivity_map`` run here.
 """
 
 from __future__ import annotations
 
-import os
-import secrets
 import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import WEIGHTS, shared_photo
+from ray_clusters import local_cluster
 
 MOBILENET_025 = WEIGHTS / "mobilenet_v1_0.25_128.weights.h5"
-RAY = Path(sys.executable).with_name("ray")
 PHOTOS = ("coffee.png", "chelsea.png", "owl.jpg")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    """A one-node Ray cluster (2 CPUs) started with ``ray start --head`` on 127.0.0.1; stopped at the end."""
-    if not RAY.exists():
-        pytest.fail(f"the Ray CLI is missing beside {sys.executable} (requirements.txt installs ray[data])")
-    port = _free_port()
-    # Its own temporary folder: other Ray sessions on this machine neither find it nor get found by `auto`.
-    temp = Path(tempfile.mkdtemp(prefix="rc", dir="/tmp"))  # short: Ray's socket paths have a length limit
-    # Token authentication (Ray ≥ 2.52) with this cluster's own token, given to the head and to every client.
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_TMPDIR": str(temp), "RAY_AUTH_MODE": "token",
-           "RAY_AUTH_TOKEN": secrets.token_hex(32)}  # fmt: skip
-    start = [str(RAY), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=3",
-             "--include-dashboard=false", "--disable-usage-stats"]  # fmt: skip
-    started = subprocess.run(start, env=env, capture_output=True, text=True, timeout=180)
-    assert started.returncode == 0, started.stdout + started.stderr
-    try:
-        yield f"127.0.0.1:{port}", env
-    finally:
-        subprocess.run([str(RAY), "stop", "--force"], env=env, capture_output=True, timeout=120)
-        shutil.rmtree(temp, ignore_errors=True)
+def cluster():
+    """A one-node Ray cluster (3 CPUs) started with ``ray start --head`` on 127.0.0.1 in its own temporary folder
+    with its own token (:func:`ray_clusters.local_cluster`); stopped at the end."""
+    with local_cluster(cpus=3) as (address, env, _):
+        yield address, env
 
 
 def _audit(photos: Path, out: Path, address: str, env: dict) -> subprocess.CompletedProcess:

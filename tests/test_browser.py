@@ -396,6 +396,10 @@ def test_audit_page_opens_the_image_where_two_networks_differ_most(shared_weight
         expect(page.get_by_role("heading", name="Two networks compared")).to_be_visible()
         expect(page.get_by_test_id("stMetric").filter(has_text="Mean Spearman")).to_be_visible()
         expect(page.get_by_test_id("stApp")).to_have_attribute("data-test-script-state", "notRunning")
+        compare = page.get_by_test_id("stPlotlyChart").filter(has_text="Two networks, one colour scale")
+        # the chart below the select box is drawn first: its layout settling would close an open drop-down
+        expect(compare.locator(".js-plotly-plot .main-svg").first).to_be_visible()
+        page.wait_for_timeout(500)
         box = page.get_by_test_id("stSelectbox").filter(has_text="Open an image")
         box.locator("input").click()
         page.keyboard.type(most_different)
@@ -403,7 +407,6 @@ def test_audit_page_opens_the_image_where_two_networks_differ_most(shared_weight
         page.wait_for_timeout(500)  # the rerun request reaches the server
         expect(page.get_by_test_id("stApp")).to_have_attribute("data-test-script-state", "notRunning")
         assert box.locator("input").input_value().startswith(f"{most_different} — Spearman")
-        compare = page.get_by_test_id("stPlotlyChart").filter(has_text="Two networks, one colour scale")
         expect(compare.locator(".js-plotly-plot .main-svg").first).to_be_visible()
         compare.scroll_into_view_if_needed()
         page.screenshot(path=ARTIFACTS / "audit-compare.png")

@@ -5,22 +5,15 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 
 import pytest
 from conftest import shared_photo
-from test_ui import TIMEOUT, go, open_app
+from test_ui import TIMEOUT, dashboard_env, go, open_app  # noqa: F401 - dashboard_env: the same environment
 
 from sensmap import ui
 from sensmap.ui import photo_store
 
 NO_PHOTO = "First add a photo"
-
-
-@pytest.fixture(autouse=True)
-def dashboard_env(monkeypatch, shared_weights_dir: Path) -> None:
-    monkeypatch.setenv("SENSMAP_WEIGHTS_DIR", str(shared_weights_dir))
-    monkeypatch.delenv("SENSMAP_MODELS_DIR", raising=False)
 
 
 @pytest.fixture

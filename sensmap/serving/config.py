@@ -45,11 +45,13 @@ class RaySettings:
 
 @dataclass(frozen=True)
 class ServingConfig:
-    """The queue limits, the Ray settings and where they were read (a file, or ``"defaults"``)."""
+    """The queue limits, the Ray settings and where they were read (a file, or ``"defaults"``); ``problem``: why the
+    operator's file was not used, when the defaults stand in for it."""
 
     queue: QueueLimits = QueueLimits()
     ray: RaySettings = RaySettings()
     source: str = "defaults"
+    problem: str = ""
 
     def places(self, cluster_ready: bool) -> int:
         """Jobs computing at once: one per Ray actor while the cluster serves map jobs, else ``[queue]

@@ -15,6 +15,7 @@ forward pass) and, for running jobs, from their progress. Everything here is thr
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import threading
 import time
@@ -103,7 +104,7 @@ class FairQueue:
     def set_max_running(self, count: int) -> None:
         """Change how many jobs compute at once (e.g. when a Ray cluster goes away); waiting jobs start if allowed."""
         with self._lock:
-            self.limits = QueueLimits(max(1, int(count)), self.limits.max_waiting_per_session, self.limits.max_waiting)
+            self.limits = dataclasses.replace(self.limits, max_running=max(1, int(count)))
             self._grant()
 
     def submit(self, session: str, label: str, estimate_s: float = 0.0, background: bool = False) -> Ticket:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import streamlit as st
 
 from ..errors import ClusterUnavailableError, SensmapError
-from ..serving import QueueLimits, ServingConfig, load_config, run_work
+from ..serving import ServingConfig, load_config, run_work
 from ..serving.cluster import ClusterLink
 from ..serving.queue import FairQueue, Place
 from .session import K_QUEUE_ID, state
@@ -35,21 +35,18 @@ def serving_config() -> ServingConfig:
     try:
         return load_config()
     except SensmapError as exc:
-        return ServingConfig(source=f"defaults ({exc})")
+        return ServingConfig(problem=str(exc))
 
 
 def config_problem() -> str | None:
     """Why the operator's settings file was not used, if it was not."""
-    source = serving_config().source
-    return source[len("defaults (") : -1] if source.startswith("defaults (") else None
+    return serving_config().problem or None
 
 
 @st.cache_resource(show_spinner=False)
 def job_queue() -> FairQueue:
     """The one queue of this server's model work (shared by all sessions; thread-safe)."""
-    config = serving_config()
-    limits = config.queue
-    return FairQueue(QueueLimits(config.places(False), limits.max_waiting_per_session, limits.max_waiting))
+    return FairQueue(serving_config().queue)  # the server's own places until a cluster serves
 
 
 @st.cache_resource(show_spinner=False)

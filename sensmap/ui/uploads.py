@@ -53,7 +53,7 @@ def start_uploads(files: Sequence[tuple[str, str, bytes]]) -> list[PendingUpload
 
 
 def _queue(files: Sequence[tuple[str, str, bytes]]) -> None:
-    """Queue ``(upload id, name, bytes)`` files for reading, each id once per session."""
+    """Queue ``(upload id, name, bytes)`` files for reading, each id once per session, and empty the widget."""
     seen = state(K_SEEN_UPLOADS, set)
     fresh = [file for file in files if file[0] not in seen]
     seen.update(file_id for file_id, _, _ in files)
@@ -61,6 +61,7 @@ def _queue(files: Sequence[tuple[str, str, bytes]]) -> None:
         if not pending_uploads():
             st.session_state[K_UPLOAD_MESSAGES] = []
         state(K_PENDING_UPLOADS, list).extend(start_uploads(fresh))
+    st.session_state[K_UPLOADER] = st.session_state.get(K_UPLOADER, 0) + 1
 
 
 def queue_uploads() -> None:
@@ -70,7 +71,6 @@ def queue_uploads() -> None:
         files = [files]
     if files:
         _queue([(f.file_id, f.name, f.getvalue()) for f in files])
-        st.session_state[K_UPLOADER] = st.session_state.get(K_UPLOADER, 0) + 1
 
 
 def claim_sent_files() -> None:
@@ -87,7 +87,6 @@ def claim_sent_files() -> None:
     unclaimed = [(r.file_id, r.name, r.data) for r in records if r.file_id not in seen]
     if unclaimed:
         _queue(unclaimed)
-        st.session_state[K_UPLOADER] = st.session_state.get(K_UPLOADER, 0) + 1
 
 
 def pending_uploads() -> list[str]:
@@ -95,12 +94,18 @@ def pending_uploads() -> list[str]:
     return [p.name for p in st.session_state.get(K_PENDING_UPLOADS, []) if not p.future.done()]
 
 
-def collect_uploads() -> int:
-    """Add this session's uploads that are read (a refused file gets an error line); the number still pending."""
+def collect_uploads() -> None:
+    """Claim the files sent without a widget value (:func:`claim_sent_files`), then add this session's uploads that
+    are read (:func:`_add_read_uploads`)."""
     claim_sent_files()
+    _add_read_uploads()
+
+
+def _add_read_uploads() -> None:
+    """Add this session's uploads that are read; a refused file gets an error line."""
     pending = st.session_state.get(K_PENDING_UPLOADS)
     if not pending:
-        return 0
+        return
     messages = state(K_UPLOAD_MESSAGES, list)
     ctx = get_script_run_ctx()
     for upload in [p for p in pending if p.future.done()]:
@@ -114,11 +119,11 @@ def collect_uploads() -> int:
             continue
         notes = f" ({'; '.join(image.notes)})" if image.notes else ""
         messages.append(("success", f"added {image.source}{notes}"))
-    return len(pending)
 
 
 def wait_for_uploads() -> None:
-    """Wait, with a spinner, until this session's uploads are read, then add them (:func:`collect_uploads`)."""
+    """Claim the files sent without a widget value, wait with a spinner until this session's uploads are read, then
+    add them."""
     claim_sent_files()
     names = pending_uploads()
     if names:
@@ -128,7 +133,7 @@ def wait_for_uploads() -> None:
             mark = st.empty()
             while concurrent.futures.wait(futures, timeout=0.25).not_done:
                 mark.empty()  # a Streamlit call: a click elsewhere ends this wait at once (the reading goes on)
-    collect_uploads()
+    _add_read_uploads()
 
 
 @st.fragment(run_every=WATCH_EVERY_S)
@@ -137,5 +142,5 @@ def rerun_when_a_photo_arrives() -> None:
     since (a transfer that ended after the user left the Photos page sends no rerun of its own) and rerun the page
     once it has one to read."""
     claim_sent_files()
-    if pending_uploads() or st.session_state.get(K_PENDING_UPLOADS):
+    if st.session_state.get(K_PENDING_UPLOADS):  # being read, or read and not added yet
         st.rerun()
